@@ -1,0 +1,17 @@
+// Command tarty serves GitHub Actions jobs with ephemeral macOS VMs made by tart.
+// main only wires the process to run, which holds everything testable.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,289 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Environment variables that supply secrets; they win over the file.
+const (
+	EnvGitHubToken   = "TARTY_GITHUB_TOKEN"
+	EnvWebhookSecret = "TARTY_WEBHOOK_SECRET"
+)
+
+// maxConfigSize bounds what the loader reads; a real tarty.yaml is a few KiB.
+const maxConfigSize = 1 << 20
+
+// Env is what the loader needs from the host, injected so loading has no hidden
+// inputs and tests are hermetic.
+type Env struct {
+	Getenv   func(string) string // nil: no environment
+	HomeDir  string              // for ~ expansion and the default state_dir
+	Hostname string              // for the default runners.name_prefix
+}
+
+// HostEnv returns the Env of the running process.
+func HostEnv() Env {
+	home, _ := os.UserHomeDir()
+	host, _ := os.Hostname()
+	return Env{Getenv: os.Getenv, HomeDir: home, Hostname: host}
+}
+
+func (e Env) get(key string) string {
+	if e.Getenv == nil {
+		return ""
+	}
+	return e.Getenv(key)
+}
+
+// Problem is one thing wrong with a config, tied to its key path.
+type Problem struct {
+	Key     string // e.g. github.organization
+	Line    int    // 0 when the key is absent from the file
+	Message string
+}
+
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%s: %s (line %d)", p.Key, p.Message, p.Line)
+	}
+	return fmt.Sprintf("%s: %s", p.Key, p.Message)
+}
+
+// Error lists every problem found in a config file.
+type Error struct {
+	Path     string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	noun := "problems"
+	if len(e.Problems) == 1 {
+		noun = "problem"
+	}
+	fmt.Fprintf(&b, "%s: %d %s", e.Path, len(e.Problems), noun)
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// ErrNotFound is returned (wrapped) when the config file does not exist.
+var ErrNotFound = errors.New("config file not found")
+
+// Load reads, decodes and validates the config file at path. Warnings (for
+// example a secret file readable by others) come back beside a valid config;
+// every problem comes back at once in an *Error.
+func Load(path string, env Env) (*Config, []string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("load config %s: %w", path, ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("load config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, nil, fmt.Errorf("load config %s: larger than %d bytes", path, maxConfigSize)
+	}
+	cfg, warnings, err := Parse(data, path, env)
+	if fileHoldsSecret(data) {
+		if w := permissionWarning(path); w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	return cfg, warnings, err
+}
+
+// Parse decodes and validates config data; name is used in messages. Secret
+// files named by *_file keys are read from disk.
+func Parse(data []byte, name string, env Env) (*Config, []string, error) {
+	cfg := Default()
+	d := &decoder{lines: map[string]int{}}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, &Error{Path: name, Problems: []Problem{{Key: "(file)", Message: yamlMessage(err)}}}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, nil, &Error{Path: name, Problems: []Problem{{Key: "(file)", Message: "holds more than one YAML document"}}}
+	}
+	d.decode(&root, reflect.ValueOf(&cfg).Elem(), "")
+
+	var warnings []string
+	cfg.applyHostDefaults(env)
+	warnings = append(warnings, cfg.resolveSecrets(env, d)...)
+	problems := append(d.problems, cfg.validate()...)
+	for i := range problems {
+		if problems[i].Line == 0 {
+			problems[i].Line = d.lines[problems[i].Key]
+		}
+	}
+	// In file order; keys absent from the file (line 0) last, in rule order.
+	sort.SliceStable(problems, func(i, j int) bool {
+		li, lj := problems[i].Line, problems[j].Line
+		return li != 0 && (lj == 0 || li < lj)
+	})
+	if len(problems) > 0 {
+		return nil, warnings, &Error{Path: name, Problems: problems}
+	}
+	return &cfg, warnings, nil
+}
+
+// yamlMessage keeps the parser's message and line but drops its "yaml: " prefix.
+func yamlMessage(err error) string {
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+var nonName = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// applyHostDefaults fills the defaults that depend on the host and expands ~.
+func (c *Config) applyHostDefaults(env Env) {
+	if c.Runners.NamePrefix == "" {
+		short, _, _ := strings.Cut(strings.ToLower(env.Hostname), ".")
+		short = strings.Trim(nonName.ReplaceAllString(short, "-"), "-")
+		if len(short) > 24 {
+			short = strings.TrimRight(short[:24], "-")
+		}
+		if short == "" {
+			short = "mac"
+		}
+		c.Runners.NamePrefix = "tarty-" + short
+	}
+	if c.StateDir == "" {
+		c.StateDir = "~/.tarty"
+	}
+	for _, p := range []*string{&c.GitHub.TokenFile, &c.GitHub.WebhookSecretFile, &c.GitHub.App.PrivateKeyFile,
+		&c.SSH.KeyFile, &c.Tart.Home, &c.StateDir} {
+		*p = expandHome(*p, env.HomeDir)
+	}
+}
+
+// expandHome expands a leading ~ or ~/; the guest-side runners.work_dir is left
+// alone because ~ there means the guest user's home.
+func expandHome(p, home string) string {
+	if home == "" {
+		return p
+	}
+	if p == "~" {
+		return home
+	}
+	if strings.HasPrefix(p, "~/") {
+		return filepath.Join(home, p[2:])
+	}
+	return p
+}
+
+// resolveSecrets applies the precedence environment > *_file > inline value and
+// reads the App private key. Problems go to d; warnings are returned.
+func (c *Config) resolveSecrets(env Env, d *decoder) []string {
+	var warnings []string
+	resolve := func(key string, inline *Secret, fileKey, file, envName string) {
+		if v := env.get(envName); v != "" {
+			*inline = Secret(v)
+			return
+		}
+		if inline.IsSet() && file != "" {
+			d.problem(key, d.lines[key], "set both %s and %s; keep one", key, fileKey)
+			return
+		}
+		if file == "" {
+			return
+		}
+		v, w, err := readSecretFile(file)
+		if err != nil {
+			d.problem(fileKey, d.lines[fileKey], "%v", err)
+			return
+		}
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+		*inline = Secret(v)
+	}
+	resolve("github.token", &c.GitHub.Token, "github.token_file", c.GitHub.TokenFile, EnvGitHubToken)
+	resolve("github.webhook_secret", &c.GitHub.WebhookSecret, "github.webhook_secret_file", c.GitHub.WebhookSecretFile, EnvWebhookSecret)
+	if f := c.GitHub.App.PrivateKeyFile; f != "" {
+		v, w, err := readSecretFile(f)
+		if err != nil {
+			d.problem("github.app.private_key_file", d.lines["github.app.private_key_file"], "%v", err)
+		} else {
+			if !strings.Contains(v, "PRIVATE KEY-----") {
+				d.problem("github.app.private_key_file", d.lines["github.app.private_key_file"], "%s is not a PEM private key", f)
+			}
+			if w != "" {
+				warnings = append(warnings, w)
+			}
+			c.GitHub.App.PrivateKey = Secret(v)
+		}
+	}
+	return warnings
+}
+
+// readSecretFile reads a secret, trimmed of surrounding white space, and says
+// whether the file's mode lets others read it.
+func readSecretFile(path string) (value, warning string, err error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", "", fmt.Errorf("%s does not exist", path)
+		}
+		return "", "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	if !info.Mode().IsRegular() {
+		return "", "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if info.Size() > 64<<10 {
+		return "", "", fmt.Errorf("%s is larger than 64 KiB: not a secret file", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+	}
+	value = strings.TrimSpace(string(data))
+	if value == "" {
+		return "", "", fmt.Errorf("%s is empty", path)
+	}
+	return value, permissionWarning(path), nil
+}
+
+// permissionWarning returns a warning when path, which holds a secret, is
+// readable by group or others.
+func permissionWarning(path string) string {
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm()&0o044 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s holds a secret but is readable by group or others (mode %04o); run chmod 600 %s",
+		path, info.Mode().Perm(), path)
+}
+
+// fileHoldsSecret reports whether the raw file sets token or webhook_secret inline.
+func fileHoldsSecret(data []byte) bool {
+	var root struct {
+		GitHub struct {
+			Token         string `yaml:"token"`
+			WebhookSecret string `yaml:"webhook_secret"`
+		} `yaml:"github"`
+	}
+	if yaml.Unmarshal(data, &root) != nil {
+		return false
+	}
+	return root.GitHub.Token != "" || root.GitHub.WebhookSecret != ""
+}
