@@ -1,0 +1,139 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/tartyci/tarty/scheduler"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultPath              = "/github/webhook"
+	DefaultEnqueueTimeout    = time.Second
+	DefaultDedupeSize        = 10000
+	DefaultDedupeTTL         = 72 * time.Hour // GitHub lets a delivery be redelivered for 3 days
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 10 * time.Second // GitHub gives up after 10 s anyway
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultShutdownTimeout   = 5 * time.Second
+
+	// MaxBodyBytes is the largest body accepted; workflow_job payloads are 8-14 KB.
+	MaxBodyBytes = 5 << 20
+	// maxDeliveryIDLen bounds what one remembered delivery ID may cost; GitHub's are
+	// 36-character GUIDs.
+	maxDeliveryIDLen = 256
+	maxHeaderBytes   = 64 << 10
+)
+
+// Options configure a Server. Secret, Organization and Events are required; every
+// other zero value means the default above.
+type Options struct {
+	Listen string // server.listen
+	Path   string // server.webhook_path
+
+	// Secret is the webhook secret; New refuses an empty one (go-github and GitHub
+	// both skip signing without it, so anyone could then inject jobs).
+	Secret []byte
+	// Organization is github.organization; deliveries for other owners are ignored.
+	Organization string
+	// Repository is github.repository: "" (every repository of the organisation),
+	// "app" or "org/app".
+	Repository string
+	// Matcher decides which runs-on label sets are Tarty's demand.
+	Matcher scheduler.LabelMatcher
+	// Events receives the accepted job events (the scheduler's queue).
+	Events chan<- scheduler.JobEvent
+	// EnqueueTimeout is how long a delivery may wait for room on Events before it
+	// is answered 503.
+	EnqueueTimeout time.Duration
+
+	// Registerer gets tarty_webhook_deliveries_total; nil means a private registry
+	// (never the global one).
+	Registerer prometheus.Registerer
+	// Logger is zerolog.Nop() when zero.
+	Logger zerolog.Logger
+
+	// DedupeSize and DedupeTTL bound the memory of delivery IDs.
+	DedupeSize int
+	DedupeTTL  time.Duration
+	// Now is the clock for the delivery memory; time.Now when nil.
+	Now func() time.Time
+
+	// HTTP server timeouts: a slow client cannot hold a connection open.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// ShutdownTimeout bounds the graceful shutdown once Run's context is done.
+	ShutdownTimeout time.Duration
+}
+
+// normalize fills defaults and checks the options. It returns the repository
+// scope as a lower-case "org/app", or "" for the whole organisation.
+func (o *Options) normalize() (repoFullName string, err error) {
+	var errs []error
+	if len(o.Secret) == 0 {
+		errs = append(errs, errors.New("webhook secret is required"))
+	}
+	o.Organization = strings.TrimSpace(o.Organization)
+	if o.Organization == "" || strings.Contains(o.Organization, "/") {
+		errs = append(errs, fmt.Errorf("organization %q: want a GitHub login", o.Organization))
+	}
+	if o.Events == nil {
+		errs = append(errs, errors.New("events channel is required"))
+	}
+	if repo := strings.TrimSpace(o.Repository); repo != "" {
+		owner, name, found := strings.Cut(repo, "/")
+		if !found {
+			owner, name = o.Organization, repo
+		}
+		switch {
+		case name == "" || strings.Contains(name, "/"):
+			errs = append(errs, fmt.Errorf("repository %q: want \"app\" or \"org/app\"", o.Repository))
+		case !strings.EqualFold(owner, o.Organization):
+			errs = append(errs, fmt.Errorf("repository %q is not in organization %q", o.Repository, o.Organization))
+		default:
+			repoFullName = strings.ToLower(o.Organization + "/" + name)
+		}
+	}
+	if o.Path == "" {
+		o.Path = DefaultPath
+	}
+	if !strings.HasPrefix(o.Path, "/") || strings.ContainsAny(o.Path, ":*?#") {
+		errs = append(errs, fmt.Errorf("webhook path %q: want an absolute path without : * ? #", o.Path))
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	setDefault(&o.EnqueueTimeout, DefaultEnqueueTimeout)
+	setDefault(&o.DedupeTTL, DefaultDedupeTTL)
+	setDefault(&o.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDefault(&o.ReadTimeout, DefaultReadTimeout)
+	setDefault(&o.WriteTimeout, DefaultWriteTimeout)
+	setDefault(&o.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&o.ShutdownTimeout, DefaultShutdownTimeout)
+	if o.DedupeSize <= 0 {
+		o.DedupeSize = DefaultDedupeSize
+	}
+	return repoFullName, errors.Join(errs...)
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
