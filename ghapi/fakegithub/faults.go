@@ -1,0 +1,125 @@
+package fakegithub
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// FaultKind is a scripted failure.
+type FaultKind int
+
+// The failures Inject can script.
+const (
+	// ServerError answers Status (default 502) with {"message":"Server Error"}.
+	ServerError FaultKind = iota + 1
+	// TooManyRequests answers 429 with Retry-After when RetryAfter is set.
+	TooManyRequests
+	// PrimaryRateLimit answers 403 with X-RateLimit-Remaining: 0 and
+	// X-RateLimit-Reset at Reset (default: the end of the current window).
+	PrimaryRateLimit
+	// SecondaryRateLimit answers 403 with a documentation_url ending in
+	// #about-secondary-rate-limits and Retry-After when RetryAfter is set.
+	SecondaryRateLimit
+	// Forbidden answers 403 "Resource not accessible by integration", as
+	// GitHub does when the token lacks a permission.
+	Forbidden
+)
+
+// Fault scripts the answer to the next requests that match Method and Path.
+type Fault struct {
+	Method string // "" matches any method
+	// Path is a path.Match pattern on the path without /api/v3 and query,
+	// e.g. "/repos/acme/*/actions/runs"; "" matches any path.
+	Path string
+	Kind FaultKind
+	// Times is how many matching requests fail: 0 means 1, negative means
+	// every one until ClearFaults.
+	Times int
+	// Status is the 5xx code of a ServerError (default 502).
+	Status int
+	// RetryAfter, when positive, is sent as Retry-After in whole seconds.
+	RetryAfter time.Duration
+	// Reset, when set, is sent as X-RateLimit-Reset with X-RateLimit-Remaining: 0
+	// (a primary rate limit always has remaining 0).
+	Reset time.Time
+}
+
+// Inject adds a scripted fault; faults are checked in the order added.
+func (s *Server) Inject(f Fault) {
+	if f.Times == 0 {
+		f.Times = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+}
+
+// ClearFaults drops every scripted fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+func (s *Server) takeFault(method, p string) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, f := range s.faults {
+		if !matchReq(f.Method, f.Path, method, p) {
+			continue
+		}
+		c := *f
+		if f.Times > 0 {
+			f.Times--
+			if f.Times == 0 {
+				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
+			}
+		}
+		return &c
+	}
+	return nil
+}
+
+func (s *Server) writeFault(w http.ResponseWriter, f *Fault, free bool) {
+	// A failed request still spends a unit, as on GitHub; the rate-limit
+	// faults then overwrite the headers with what they script.
+	s.writeRate(w, !free)
+	h := w.Header()
+	if f.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int((f.RetryAfter+time.Second-1)/time.Second)))
+	}
+	if !f.Reset.IsZero() || f.Kind == PrimaryRateLimit {
+		reset := f.Reset
+		if reset.IsZero() {
+			reset = s.RateReset()
+		}
+		h.Set("X-RateLimit-Remaining", "0")
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	}
+	switch f.Kind {
+	case ServerError:
+		st := f.Status
+		if st < 500 || st > 599 {
+			st = http.StatusBadGateway
+		}
+		writeJSON(w, st, errorBody{Message: "Server Error"})
+	case TooManyRequests:
+		writeJSON(w, http.StatusTooManyRequests, errorBody{
+			Message:          "API rate limit exceeded.",
+			DocumentationURL: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+		})
+	case PrimaryRateLimit:
+		writeJSON(w, http.StatusForbidden, errorBody{
+			Message:          "API rate limit exceeded for user.",
+			DocumentationURL: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-rate-limits",
+		})
+	case SecondaryRateLimit:
+		writeJSON(w, http.StatusForbidden, errorBody{
+			Message:          "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+			DocumentationURL: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+		})
+	default: // Forbidden
+		writeError(w, http.StatusForbidden, "Resource not accessible by integration")
+	}
+}
