@@ -1,0 +1,197 @@
+package faketart
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Main runs one fake tart invocation. args excludes the program name; getenv
+// supplies TART_HOME (and HOME, for the ~/.tart default). It returns the exit
+// code. Every verb except `run` and a hanging fault may run in-process; `run`
+// blocks until the VM stops and uses process-wide signals, so it needs its own
+// process (the tart executable in cmd/tart, or a binary that calls Main).
+func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	start := time.Now()
+	home := getenv("TART_HOME")
+	if home == "" {
+		home = filepath.Join(getenv("HOME"), ".tart")
+	}
+	t := &tart{home: home, stdout: stdout, stderr: stderr, args: args, start: start}
+	if err := os.MkdirAll(filepath.Join(home, "vms"), 0o755); err != nil {
+		fmt.Fprintf(stderr, "TART_HOME is invalid: %s does not exist, yet we can't create it: %v\n", home, err)
+		return 1
+	}
+	code := t.dispatch()
+	t.logCall(code, false)
+	return code
+}
+
+// tart is one invocation.
+type tart struct {
+	home           string
+	stdout, stderr io.Writer
+	args           []string
+	start          time.Time
+	cfg            Config
+}
+
+func (t *tart) dispatch() int {
+	if len(t.args) == 0 {
+		fmt.Fprint(t.stdout, overview)
+		return 0
+	}
+	cfg, err := readConfig(t.home)
+	if err != nil {
+		fmt.Fprintf(t.stderr, "faketart: %v\n", err)
+		return 1
+	}
+	t.cfg = cfg
+
+	verb, rest := t.args[0], t.args[1:]
+	switch verb {
+	case "--version":
+		return t.withFault("--version", "", func() int {
+			fmt.Fprintln(t.stdout, cfg.version())
+			return 0
+		})
+	case "-h", "--help", "help":
+		fmt.Fprint(t.stdout, overview)
+		return 0
+	}
+	cmds := map[string]struct {
+		c  *command
+		fn func(parsed) int
+	}{
+		"clone": {cmdClone, t.clone}, "set": {cmdSet, t.set}, "get": {cmdGet, t.get},
+		"list": {cmdList, t.list}, "ip": {cmdIP, t.ip}, "stop": {cmdStop, t.stop},
+		"delete": {cmdDelete, t.delete}, "rename": {cmdRename, t.rename}, "run": {cmdRun, t.run},
+	}
+	entry, ok := cmds[verb]
+	if !ok {
+		switch verb {
+		case "create", "login", "logout", "exec", "pull", "push", "import", "export", "prune", "suspend", "fqn":
+			fmt.Fprintf(t.stderr, "faketart: %q is not simulated\n", verb)
+			return 1
+		}
+		return t.usage(nil, usagef("Unexpected argument '%s'", verb))
+	}
+	for _, a := range rest {
+		if a == "-h" || a == "--help" {
+			fmt.Fprintf(t.stdout, "USAGE: tart %s\n", entry.c.usage)
+			return 0
+		}
+	}
+	p, uerr := entry.c.parse(rest)
+	if uerr != nil {
+		return t.usage(entry.c, uerr)
+	}
+	if verb == "run" { // run applies its faults itself, around the VM lock
+		return entry.fn(p)
+	}
+	name := ""
+	if len(p.args) > 0 {
+		name = p.args[0]
+		if verb == "clone" {
+			name = p.args[1]
+		}
+	}
+	return t.withFault(verb, name, func() int { return entry.fn(p) })
+}
+
+// withFault applies a Hang or Fail fault for verb, or runs fn.
+func (t *tart) withFault(verb, name string, fn func() int) int {
+	f, err := pickFault(t.home, t.cfg, verb, name)
+	if err != nil {
+		fmt.Fprintf(t.stderr, "faketart: %v\n", err)
+		return 1
+	}
+	switch {
+	case f.Hang:
+		t.hang()
+	case f.Fail != "":
+		return t.fail(f)
+	}
+	return fn()
+}
+
+func (t *tart) fail(f Fault) int {
+	fmt.Fprintln(t.stderr, f.Fail)
+	if f.ExitCode != 0 {
+		return f.ExitCode
+	}
+	return 1
+}
+
+// hang logs the call and sleeps until the process is killed.
+func (t *tart) hang() {
+	if release, err := registerProc(t.home); err == nil {
+		defer release() // only reached if the sleep ever ended
+	}
+	t.logCall(0, true)
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// usage prints a ValidationError the way ArgumentParser does and returns 64.
+func (t *tart) usage(c *command, err *usageError) int {
+	fmt.Fprintf(t.stderr, "Error: %s\n", err.msg)
+	if c != nil {
+		fmt.Fprintf(t.stderr, "Usage: tart %s\n  See 'tart %s --help' for more information.\n", c.usage, c.name)
+	} else {
+		fmt.Fprint(t.stderr, "Usage: tart <subcommand>\n  See 'tart --help' for more information.\n")
+	}
+	return 64
+}
+
+// runtimeErr prints one of tart's RuntimeError messages (no prefix) and returns code.
+func (t *tart) runtimeErr(code int, format string, a ...any) int {
+	fmt.Fprintf(t.stderr, format+"\n", a...)
+	return code
+}
+
+func (t *tart) doesNotExist(name string) int {
+	return t.runtimeErr(2, "the specified VM %q does not exist", name)
+}
+
+// Call is one line of the invocation log, $TART_HOME/faketart-calls.jsonl.
+type Call struct {
+	Time       time.Time `json:"time"`        // when the invocation started
+	Args       []string  `json:"args"`        // without the program name
+	Exit       int       `json:"exit"`        // exit code (meaningless when Hung)
+	Hung       bool      `json:"hung"`        // a Hang fault: logged when it started hanging
+	PID        int       `json:"pid"`         // the fake's process id
+	DurationMS int64     `json:"duration_ms"` // until exit (or until it started hanging)
+}
+
+// logCall appends the invocation to the log with one write, which O_APPEND
+// keeps whole among concurrent invocations.
+func (t *tart) logCall(code int, hung bool) {
+	c := Call{Time: t.start.UTC(), Args: t.args, Exit: code, Hung: hung, PID: os.Getpid(),
+		DurationMS: time.Since(t.start).Milliseconds()}
+	if c.Args == nil {
+		c.Args = []string{}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(t.home, callsFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	f.Write(append(b, '\n'))
+	f.Close()
+}
+
+const overview = `OVERVIEW: fake tart (Tarty test double)
+
+USAGE: tart <subcommand>
+
+SUBCOMMANDS:
+  clone, run, set, get, list, ip, stop, delete, rename
+`

@@ -1,0 +1,202 @@
+package tartvm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// seconds renders d as whole seconds for tart's integer flags, rounding up so a
+// sub-second wait is not turned into "don't wait".
+func seconds(d time.Duration, max int) string {
+	s := int(math.Ceil(d.Seconds()))
+	if s < 0 {
+		s = 0
+	}
+	if s > max {
+		s = max
+	}
+	return strconv.Itoa(s)
+}
+
+// checkName rejects names tart would misread (empty, flags) or that would
+// escape LogDir; tart's own rules for the rest are left to tart.
+func checkName(verb, name string) error {
+	if name == "" || strings.HasPrefix(name, "-") || strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
+		return fmt.Errorf("tart %s: invalid local VM name %q", verb, name)
+	}
+	return nil
+}
+
+// Clone copies source (a local or OCI image) to the new local VM name. Unlike
+// tart, it refuses to overwrite an existing VM: it checks `tart list` first
+// (a VM created between that check and the clone is still overwritten).
+func (c *Client) Clone(ctx context.Context, source, name string) error {
+	if err := checkName("clone", name); err != nil {
+		return err
+	}
+	if source == "" {
+		return fmt.Errorf("tart clone %s: empty source image", name)
+	}
+	vms, err := c.List(ctx)
+	if err != nil {
+		return fmt.Errorf("tart clone %s: checking for an existing VM: %w", name, err)
+	}
+	for _, vm := range vms {
+		if vm.Name == name {
+			return fmt.Errorf("tart clone %s: %w (tart would overwrite it silently; delete it first)", name, ErrExists)
+		}
+	}
+	_, err = c.exec(ctx, call{verb: "clone", name: name, args: []string{"clone", source, name}, timeout: cloneTimeout})
+	return err
+}
+
+// Set gives the VM a random MAC address (so no two clones of an image share a
+// DHCP lease) and, when positive, a CPU count and a memory size in MB.
+func (c *Client) Set(ctx context.Context, name string, cpu, memoryMB int) error {
+	if err := checkName("set", name); err != nil {
+		return err
+	}
+	args := []string{"set", name, "--random-mac"}
+	if cpu > 0 {
+		args = append(args, "--cpu", strconv.Itoa(cpu))
+	}
+	if memoryMB > 0 {
+		args = append(args, "--memory", strconv.Itoa(memoryMB))
+	}
+	_, err := c.exec(ctx, call{verb: "set", name: name, args: args, timeout: editTimeout})
+	return err
+}
+
+// IP waits up to wait (rounded up to whole seconds) for the VM's IPv4 address.
+func (c *Client) IP(ctx context.Context, name string, wait time.Duration) (string, error) {
+	if err := checkName("ip", name); err != nil {
+		return "", err
+	}
+	args := []string{"ip", "--wait", seconds(wait, math.MaxUint16), name}
+	out, err := c.exec(ctx, call{verb: "ip", name: name, args: args, timeout: wait + slackTimeout})
+	if err != nil {
+		return "", err
+	}
+	ip := firstLine(out)
+	if net.ParseIP(ip) == nil {
+		return "", fmt.Errorf("tart ip %s: unexpected output %q", name, ip)
+	}
+	return ip, nil
+}
+
+// Stop stops a running VM: tart sends SIGINT and, after timeout (whole
+// seconds), SIGKILL. A VM that is not running, or does not exist, is not an
+// error, so teardown can call it unconditionally.
+func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) error {
+	if err := checkName("stop", name); err != nil {
+		return err
+	}
+	args := []string{"stop", "--timeout", seconds(timeout, math.MaxInt32), name}
+	_, err := c.exec(ctx, call{verb: "stop", name: name, args: args, timeout: timeout + slackTimeout})
+	if NotRunning(err) || NotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// Delete removes a local VM; a missing one is not an error. tart refuses to
+// delete a running VM (exit 1, `VM "x" is running`).
+func (c *Client) Delete(ctx context.Context, name string) error {
+	if err := checkName("delete", name); err != nil {
+		return err
+	}
+	_, err := c.exec(ctx, call{verb: "delete", name: name, args: []string{"delete", name}, timeout: deleteTimeout})
+	if NotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// Rename renames a local VM. tart refuses (exit 64) when name is missing or
+// newName exists, and does not check whether the VM runs.
+func (c *Client) Rename(ctx context.Context, name, newName string) error {
+	if err := checkName("rename", name); err != nil {
+		return err
+	}
+	if err := checkName("rename", newName); err != nil {
+		return err
+	}
+	_, err := c.exec(ctx, call{verb: "rename", name: name, args: []string{"rename", name, newName}, timeout: editTimeout})
+	return err
+}
+
+// VMConfig is `tart get --format json`.
+type VMConfig struct {
+	OS         string // "darwin" or "linux"
+	CPU        int
+	Memory     int // MB
+	Disk       int // GB
+	DiskFormat string
+	Size       string // allocated GB, formatted by tart as "%.3f"
+	Display    string
+	Running    bool
+	State      string
+}
+
+// Get returns a local VM's configuration.
+func (c *Client) Get(ctx context.Context, name string) (VMConfig, error) {
+	if err := checkName("get", name); err != nil {
+		return VMConfig{}, err
+	}
+	out, err := c.exec(ctx, call{verb: "get", name: name, args: []string{"get", name, "--format", "json"}, timeout: queryTimeout})
+	if err != nil {
+		return VMConfig{}, err
+	}
+	var raw struct {
+		OS, DiskFormat, Display, State string
+		CPU, Memory, Disk                flexInt
+		Size                             flexString
+		Running                          *bool
+	}
+	if err := json.Unmarshal(out, &raw); err != nil {
+		return VMConfig{}, fmt.Errorf("tart get %s: parsing output: %w", name, err)
+	}
+	cfg := VMConfig{
+		OS: raw.OS, CPU: int(raw.CPU), Memory: int(raw.Memory), Disk: int(raw.Disk),
+		DiskFormat: raw.DiskFormat, Size: string(raw.Size), Display: raw.Display,
+		State: strings.ToLower(raw.State),
+	}
+	cfg.Running = raw.Running != nil && *raw.Running
+	if cfg.State == "" {
+		cfg.State = stateFromRunning(cfg.Running)
+	}
+	return cfg, nil
+}
+
+// OS returns a local VM's guest OS, "darwin" or "linux". A tart too old to
+// report it is taken as darwin: counting an unknown VM against the two-macOS-VM
+// limit is the safe mistake.
+func (c *Client) OS(ctx context.Context, name string) (string, error) {
+	cfg, err := c.Get(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if cfg.OS == "" {
+		return "darwin", nil
+	}
+	return cfg.OS, nil
+}
+
+// Version returns `tart --version`, e.g. "2.32.1".
+func (c *Client) Version(ctx context.Context) (string, error) {
+	out, err := c.exec(ctx, call{verb: "--version", args: []string{"--version"}, timeout: queryTimeout})
+	if err != nil {
+		return "", err
+	}
+	v := firstLine(out)
+	if v == "" {
+		return "", fmt.Errorf("tart --version: empty output")
+	}
+	return v, nil
+}
