@@ -40,6 +40,12 @@ func newClock() *testClock {
 	return &testClock{t: time.Now().Truncate(time.Second)}
 }
 
+// newClockInHour starts five minutes into the current hour, so a test that
+// advances it by less than 55 minutes keeps the same hour-rounded poll URL.
+func newClockInHour() *testClock {
+	return &testClock{t: time.Now().Truncate(time.Hour).Add(5 * time.Minute)}
+}
+
 func (c *testClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -70,6 +76,17 @@ func (r *recorder) URLs() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.urls...)
+}
+
+// dialTo is a Transport that connects every request to addr, whatever its
+// host name, so a github.com-style api.* URL can reach the fake.
+func dialTo(t *testing.T, addr string) *http.Transport {
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
 }
 
 func newFake(t *testing.T, cfg fakegithub.Config) *fakegithub.Server {
@@ -111,7 +128,10 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"no credentials", func(o *Options) { o.Token = "" }, "token or an App is required"},
 		{"both credentials", func(o *Options) { o.App = &App{ID: 1, InstallationID: 2, PrivateKey: []byte("k")} }, "not both"},
 		{"incomplete app", func(o *Options) { o.Token = ""; o.App = &App{ID: 1} }, "App needs"},
-		{"bad key", func(o *Options) { o.Token = ""; o.App = &App{ID: 1, InstallationID: 2, PrivateKey: []byte("not a pem")} }, "private key"},
+		{"bad key", func(o *Options) {
+			o.Token = ""
+			o.App = &App{ID: 1, InstallationID: 2, PrivateKey: []byte("not a pem")}
+		}, "private key"},
 		{"foreign repository", func(o *Options) { o.Repository = "other/app" }, "must be NAME or acme/NAME"},
 		{"nested repository", func(o *Options) { o.Repository = "acme/app/x" }, "must be NAME"},
 		{"bad scheme", func(o *Options) { o.BaseURL = "ftp://ghe.example.com/" }, "base URL"},
@@ -155,11 +175,7 @@ func TestAPIBase(t *testing.T) {
 func TestBaseURLs(t *testing.T) {
 	s := newFake(t, fakegithub.Config{})
 	s.AddRunner("", "tarty-a-1")
-	dialFake := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, s.Addr())
-	}}
-	defer dialFake.CloseIdleConnections()
+	dialFake := dialTo(t, s.Addr())
 	plain := strings.TrimSuffix(s.URL(), "/")
 	tests := []struct {
 		name, base, wantPrefix string

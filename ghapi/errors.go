@@ -1,7 +1,9 @@
 package ghapi
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -157,7 +159,7 @@ func classify(op string, err error, k kind, now time.Time) error {
 			(resp.StatusCode == http.StatusForbidden && resp.Header.Get("X-RateLimit-Remaining") == "0") {
 			return fillWait(rateLimited(op, resp, "", false, err, now))
 		}
-		return &APIError{Op: op, StatusCode: resp.StatusCode, RequestID: requestID(resp), err: err}
+		return &APIError{Op: op, StatusCode: resp.StatusCode, Message: bodyMessage(resp), RequestID: requestID(resp), err: err}
 	}
 	return fmt.Errorf("github: %s: %w", op, err)
 }
@@ -181,8 +183,10 @@ func fillWait(e *RateLimitError) *RateLimitError {
 }
 
 // waitFromHeaders follows GitHub's advice: Retry-After when present; else
-// the reset time when the budget is spent (or for a secondary limit, which
-// may carry its own reset); else 0 (the caller picks the default).
+// the reset time when the budget is spent; else 0 (the caller picks the
+// default, a minute). A secondary limit without Retry-After waits for
+// X-RateLimit-Reset as well, because go-github refuses every request until
+// then anyway.
 func waitFromHeaders(h http.Header, secondary bool, now time.Time) time.Duration {
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
@@ -210,6 +214,22 @@ func clampWait(d time.Duration) time.Duration {
 		return maxRetryAfter
 	}
 	return d
+}
+
+// bodyMessage reads GitHub's "message" from an answer nobody else will read
+// (ghinstallation leaves the body of a failed exchange open) and closes it.
+func bodyMessage(resp *http.Response) string {
+	if resp.Body == nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Message string `json:"message"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) != nil {
+		return ""
+	}
+	return body.Message
 }
 
 func requestID(resp *http.Response) string {

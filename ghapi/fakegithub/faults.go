@@ -40,8 +40,9 @@ type Fault struct {
 	Status int
 	// RetryAfter, when positive, is sent as Retry-After in whole seconds.
 	RetryAfter time.Duration
-	// Reset, when set, is sent as X-RateLimit-Reset with X-RateLimit-Remaining: 0
-	// (a primary rate limit always has remaining 0).
+	// Reset, when set, is sent as X-RateLimit-Reset; except for a secondary
+	// limit it comes with X-RateLimit-Remaining: 0 (a spent budget). A primary
+	// rate limit always has remaining 0.
 	Reset time.Time
 }
 
@@ -94,8 +95,10 @@ func (s *Server) writeFault(w http.ResponseWriter, f *Fault, free bool) {
 		if reset.IsZero() {
 			reset = s.RateReset()
 		}
-		h.Set("X-RateLimit-Remaining", "0")
 		h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+		if f.Kind != SecondaryRateLimit {
+			h.Set("X-RateLimit-Remaining", "0")
+		}
 	}
 	switch f.Kind {
 	case ServerError:

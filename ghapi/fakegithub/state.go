@@ -121,6 +121,31 @@ func (s *Server) AddRepo(name string) string {
 	return fn
 }
 
+// RemoveRepo deletes a repository with its runs, jobs and runners.
+func (s *Server) RemoveRepo(name string) {
+	fn := s.fullName(name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	repo, ok := s.st.repos[strings.ToLower(fn)]
+	if !ok {
+		return
+	}
+	delete(s.st.repos, strings.ToLower(fn))
+	for id, r := range s.st.runs {
+		if r.Repo == repo.FullName {
+			for _, j := range r.JobIDs {
+				delete(s.st.jobs, j)
+			}
+			delete(s.st.runs, id)
+		}
+	}
+	for id, rn := range s.st.runners {
+		if rn.Scope == repo.FullName {
+			delete(s.st.runners, id)
+		}
+	}
+}
+
 // SetArchived marks a repository archived (or not).
 func (s *Server) SetArchived(name string, archived bool) error {
 	s.mu.Lock()

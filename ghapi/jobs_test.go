@@ -1,0 +1,240 @@
+package ghapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tartyci/tarty/ghapi/fakegithub"
+	"github.com/tartyci/tarty/scheduler"
+)
+
+func sortedJobIDs(evs []scheduler.JobEvent) []int64 {
+	ids := make([]int64, len(evs))
+	for i, e := range evs {
+		ids[i] = e.JobID
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
+	clk := newClockInHour()
+	s := newFake(t, fakegithub.Config{Now: clk.Now})
+	now := clk.Now()
+	tarty := []string{"self-hosted", "macOS", "tarty"}
+
+	// app: a queued run with two queued jobs.
+	r1 := s.AddRun("app", "queued", now.Add(-10*time.Minute),
+		fakegithub.JobSpec{Labels: tarty}, fakegithub.JobSpec{Labels: []string{"ubuntu-latest"}})
+	// lib: a run in progress with one job done, one running, one still queued.
+	r2 := s.AddRun("lib", "in_progress", now.Add(-30*time.Minute),
+		fakegithub.JobSpec{Labels: tarty, Status: "completed"},
+		fakegithub.JobSpec{Labels: tarty, Status: "in_progress"},
+		fakegithub.JobSpec{Labels: tarty})
+	// Not demand: a completed run, a run older than 24 h (still inside the
+	// hour-rounded URL filter), a waiting job, and a queued run in an archived repo.
+	s.AddRun("app", "completed", now.Add(-time.Hour), fakegithub.JobSpec{Labels: tarty, Status: "completed"})
+	s.AddRun("app", "queued", now.Add(-24*time.Hour-time.Second), fakegithub.JobSpec{Labels: tarty})
+	s.AddRun("lib", "queued", now.Add(-time.Minute), fakegithub.JobSpec{Labels: tarty, Status: "waiting"})
+	s.AddRun("old", "queued", now.Add(-time.Minute), fakegithub.JobSpec{Labels: tarty})
+	if err := s.SetArchived("old", true); err != nil {
+		t.Fatal(err)
+	}
+	s.AddRepo("quiet")
+
+	rec := &recorder{next: http.DefaultTransport}
+	c := newTestClient(t, s, func(o *Options) { o.Clock = clk.Now; o.Transport = rec })
+	ctx := context.Background()
+
+	evs, err := c.QueuedJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{r1.JobIDs[0], r1.JobIDs[1], r2.JobIDs[2]}
+	slices.Sort(want)
+	if got := sortedJobIDs(evs); !slices.Equal(got, want) {
+		t.Fatalf("queued jobs = %v, want %v", got, want)
+	}
+	for _, e := range evs {
+		j, _ := s.Job(e.JobID)
+		wantEv := scheduler.JobEvent{
+			Source: scheduler.SourcePoller, Action: scheduler.ActionQueued,
+			JobID: j.ID, RunID: j.RunID, RunAttempt: 1, Labels: j.Labels,
+			Repository: j.Repo, Organization: "acme", CreatedAt: j.CreatedAt,
+		}
+		if !e.CreatedAt.Equal(wantEv.CreatedAt) || !slices.Equal(e.Labels, wantEv.Labels) {
+			t.Errorf("event %+v, want %+v", e, wantEv)
+		}
+		e.CreatedAt, e.Labels, wantEv.CreatedAt, wantEv.Labels = time.Time{}, nil, time.Time{}, nil
+		if !equalEvent(e, wantEv) {
+			t.Errorf("event %+v, want %+v", e, wantEv)
+		}
+	}
+
+	// The created filter in the URL is the 24 h cut rounded down to the hour.
+	wantCreated := ">=" + now.Add(-24*time.Hour).UTC().Truncate(time.Hour).Format(time.RFC3339)
+	for _, u := range rec.URLs() {
+		if !strings.Contains(u, "/actions/runs?") {
+			continue
+		}
+		pu, _ := url.Parse(strings.TrimPrefix(u, "GET "))
+		if got := pu.Query().Get("created"); got != wantCreated {
+			t.Errorf("created = %q, want %q (%s)", got, wantCreated, u)
+		}
+	}
+
+	// A second poll within ten minutes: no repository relisting, and every
+	// page unchanged, so it costs no rate-limit unit.
+	before := s.RateRemaining()
+	clk.Advance(5 * time.Minute)
+	evs2, err := c.QueuedJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sortedJobIDs(evs2), want) {
+		t.Errorf("second poll = %v, want %v", sortedJobIDs(evs2), want)
+	}
+	if n := s.Calls("GET", "/orgs/acme/repos"); n != 1 {
+		t.Errorf("repository list fetched %d times, want 1 (cached)", n)
+	}
+	if after := s.RateRemaining(); after != before {
+		t.Errorf("second poll cost %d rate-limit units, want 0", before-after)
+	}
+	if c.RateLimitRemaining() != before {
+		t.Errorf("client saw remaining %d, want %d", c.RateLimitRemaining(), before)
+	}
+	if _, _, hits := c.cache.stats(); hits == 0 {
+		t.Error("no 304 served from the ETag cache")
+	}
+
+	// A change shows through the cache: the queued job of lib starts.
+	if err := s.SetJobStatus(r2.JobIDs[2], "in_progress", "tarty-mac-1"); err != nil {
+		t.Fatal(err)
+	}
+	evs3, err := c.QueuedJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want3 := []int64{r1.JobIDs[0], r1.JobIDs[1]}
+	slices.Sort(want3)
+	if got := sortedJobIDs(evs3); !slices.Equal(got, want3) {
+		t.Errorf("after a job started: %v, want %v", got, want3)
+	}
+
+	// After ten minutes the repositories are listed again.
+	clk.Advance(6 * time.Minute)
+	if _, err := c.QueuedJobs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Calls("GET", "/orgs/acme/repos"); n != 2 {
+		t.Errorf("repository list fetched %d times after 11 min, want 2", n)
+	}
+}
+
+func equalEvent(a, b scheduler.JobEvent) bool {
+	return a.Source == b.Source && a.Action == b.Action && a.JobID == b.JobID && a.RunID == b.RunID &&
+		a.RunAttempt == b.RunAttempt && a.Repository == b.Repository && a.Organization == b.Organization &&
+		a.RunnerName == b.RunnerName && a.DeliveryID == b.DeliveryID
+}
+
+func TestQueuedJobsRepositoryScopeAndPaging(t *testing.T) {
+	clk := newClock()
+	s := newFake(t, fakegithub.Config{Now: clk.Now})
+	s.AddRepo("other")
+	specs := make([]fakegithub.JobSpec, 150)
+	for i := range specs {
+		specs[i] = fakegithub.JobSpec{Labels: []string{"tarty"}}
+	}
+	run := s.AddRun("app", "queued", clk.Now().Add(-time.Minute), specs...)
+	for i := 0; i < 120; i++ {
+		s.AddRun("app", "in_progress", clk.Now().Add(-time.Duration(i+2)*time.Minute), fakegithub.JobSpec{Labels: []string{"tarty"}})
+	}
+	s.AddRun("other", "queued", clk.Now(), fakegithub.JobSpec{Labels: []string{"tarty"}})
+
+	c := newTestClient(t, s, func(o *Options) { o.Clock = clk.Now; o.Repository = "acme/app" })
+	evs, err := c.QueuedJobs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 150+120 {
+		t.Fatalf("got %d jobs, want 270", len(evs))
+	}
+	for _, e := range evs {
+		if e.Repository != "acme/app" {
+			t.Fatalf("job from %s", e.Repository)
+		}
+	}
+	if n := s.CallsMatching("GET", "/orgs/*/repos"); n != 0 {
+		t.Errorf("listed organisation repositories %d times with a repository configured", n)
+	}
+	if n := s.Calls("GET", "/repos/acme/app/actions/runs/"+itoa(run.ID)+"/jobs"); n != 2 {
+		t.Errorf("job pages of the big run = %d, want 2", n)
+	}
+	// 1 page of queued runs, 2 pages of in-progress runs.
+	if n := s.Calls("GET", "/repos/acme/app/actions/runs"); n != 3 {
+		t.Errorf("run pages = %d, want 3", n)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestQueuedJobsFailureFailsThePoll(t *testing.T) {
+	s := newFake(t, fakegithub.Config{})
+	s.AddRun("app", "queued", time.Time{}, fakegithub.JobSpec{Labels: []string{"tarty"}})
+	s.AddRun("lib", "queued", time.Time{}, fakegithub.JobSpec{Labels: []string{"tarty"}})
+	s.Inject(fakegithub.Fault{Method: "GET", Path: "/repos/acme/lib/actions/runs/*/jobs", Kind: fakegithub.ServerError, Status: 503})
+	c := newTestClient(t, s, nil)
+	evs, err := c.QueuedJobs(context.Background())
+	if err == nil || evs != nil {
+		t.Fatalf("QueuedJobs = %v, %v; want an error and no partial result", evs, err)
+	}
+	var tmp interface{ Temporary() bool }
+	if !errors.As(err, &tmp) || !tmp.Temporary() {
+		t.Errorf("err %v is not temporary", err)
+	}
+	if !strings.Contains(err.Error(), "503 Service Unavailable") || !strings.Contains(err.Error(), "in acme/lib") {
+		t.Errorf("err = %v", err)
+	}
+	// The fault was one-shot: the next poll works.
+	if evs, err := c.QueuedJobs(context.Background()); err != nil || len(evs) != 2 {
+		t.Fatalf("retry: %v, %v", evs, err)
+	}
+}
+
+func TestQueuedJobsVanishedAndForbiddenRepositories(t *testing.T) {
+	s := newFake(t, fakegithub.Config{})
+	r := s.AddRun("app", "queued", time.Time{}, fakegithub.JobSpec{Labels: []string{"tarty"}})
+	s.AddRepo("gone")
+	c := newTestClient(t, s, nil)
+	ctx := context.Background()
+	if _, err := c.QueuedJobs(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A repository deleted since it was listed (404) is skipped, and the
+	// repository list is refreshed on the next poll.
+	s.RemoveRepo("gone")
+	evs, err := c.QueuedJobs(ctx)
+	if err != nil || len(evs) != 1 || evs[0].JobID != r.JobIDs[0] {
+		t.Fatalf("QueuedJobs = %+v, %v", evs, err)
+	}
+	if _, err := c.QueuedJobs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Calls("GET", "/orgs/acme/repos"); n != 2 {
+		t.Errorf("repository list fetched %d times, want 2", n)
+	}
+
+	// A 403 is not "gone": the poll fails rather than lose that repository's demand.
+	s.Inject(fakegithub.Fault{Method: "GET", Path: "/repos/acme/app/actions/runs", Kind: fakegithub.Forbidden})
+	if evs, err := c.QueuedJobs(ctx); err == nil || evs != nil {
+		t.Fatalf("QueuedJobs = %v, %v; want a 403 error", evs, err)
+	}
+}
