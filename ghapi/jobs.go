@@ -16,7 +16,8 @@ import (
 // have queued jobs) and were created in the last 24 hours. Unchanged pages
 // come back as free 304s thanks to the ETag cache. Any failure fails the whole
 // poll, so that the scheduler never mistakes a repository it could not read
-// for one without queued jobs; a repository that vanished (404) is skipped.
+// for one without queued jobs; an organisation repository that vanished
+// since it was listed (404) is skipped, but the configured one is an error.
 func (c *Client) QueuedJobs(ctx context.Context) ([]scheduler.JobEvent, error) {
 	repos, err := c.reposInScope(ctx)
 	if err != nil {
@@ -32,7 +33,7 @@ func (c *Client) QueuedJobs(ctx context.Context) ([]scheduler.JobEvent, error) {
 	seen := map[int64]bool{}
 	for _, repo := range repos {
 		events, err := c.queuedJobsIn(ctx, repo, created, since)
-		if statusOf(err) == http.StatusNotFound {
+		if c.repo == "" && statusOf(err) == http.StatusNotFound {
 			c.log.Debug().Str("repository", repo.fullName()).Msg("repository gone; skipped")
 			c.forgetRepos()
 			continue

@@ -3,11 +3,13 @@ package ghapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,4 +239,82 @@ func TestQueuedJobsVanishedAndForbiddenRepositories(t *testing.T) {
 	if evs, err := c.QueuedJobs(ctx); err == nil || evs != nil {
 		t.Fatalf("QueuedJobs = %v, %v; want a 403 error", evs, err)
 	}
+}
+
+func TestQueuedJobsConfiguredRepositoryMissing(t *testing.T) {
+	s := newFake(t, fakegithub.Config{})
+	c := newTestClient(t, s, func(o *Options) { o.Repository = "nope" })
+	_, err := c.QueuedJobs(context.Background())
+	if statusOf(err) != http.StatusNotFound {
+		t.Fatalf("err = %v, want a 404", err)
+	}
+}
+
+// The client is shared by the poller and the VM workers.
+func TestConcurrentUse(t *testing.T) {
+	s := newFake(t, fakegithub.Config{})
+	for i := 0; i < 4; i++ {
+		s.AddRun(fmt.Sprintf("repo%d", i), "queued", time.Time{}, fakegithub.JobSpec{Labels: []string{"tarty"}})
+	}
+	c := newTestClient(t, s, nil)
+	ctx := context.Background()
+	errs := make(chan error, 40)
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, _, err := c.JITConfig(ctx, fmt.Sprintf("tarty-c-%d", i))
+			errs <- err
+			_, err = c.QueuedJobs(ctx)
+			errs <- err
+			_, err = c.ListRunners(ctx, "tarty-c-")
+			errs <- err
+			errs <- c.RemoveRunner(ctx, id)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := len(s.Runners()); n != 0 {
+		t.Errorf("%d runners left", n)
+	}
+	if n := s.Calls("GET", "/orgs/acme/repos"); n < 1 || n > 10 {
+		t.Errorf("repository lists = %d", n)
+	}
+}
+
+// BenchmarkQueuedJobsWarm measures a poll of 10 repositories × 2 runs whose
+// pages are all unchanged (every request a 304 served from the ETag cache).
+func BenchmarkQueuedJobsWarm(b *testing.B) {
+	s := fakegithub.New(fakegithub.Config{RateLimit: 1 << 30})
+	defer s.Close()
+	for i := 0; i < 10; i++ {
+		for j := 0; j < 2; j++ {
+			s.AddRun(fmt.Sprintf("repo%d", i), "queued", time.Time{}, fakegithub.JobSpec{Labels: []string{"tarty"}}, fakegithub.JobSpec{Labels: []string{"tarty"}})
+		}
+	}
+	c, err := New(Options{BaseURL: s.EnterpriseURL(), Token: s.Token(), Organization: s.Organization()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.QueuedJobs(ctx); err != nil {
+		b.Fatal(err)
+	}
+	before := s.RateRemaining()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		evs, err := c.QueuedJobs(ctx)
+		if err != nil || len(evs) != 40 {
+			b.Fatalf("%d jobs, %v", len(evs), err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(before-s.RateRemaining())/float64(b.N), "ratelimit-units/op")
 }
