@@ -153,14 +153,23 @@ func (c *Client) Get(ctx context.Context, name string) (VMConfig, error) {
 	if err != nil {
 		return VMConfig{}, err
 	}
+	cfg, err := parseGet(out)
+	if err != nil {
+		return VMConfig{}, fmt.Errorf("tart get %s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// parseGet parses `tart get --format json`, by field name.
+func parseGet(out []byte) (VMConfig, error) {
 	var raw struct {
 		OS, DiskFormat, Display, State string
-		CPU, Memory, Disk                flexInt
-		Size                             flexString
-		Running                          *bool
+		CPU, Memory, Disk              flexInt
+		Size                           flexString
+		Running                        *bool
 	}
 	if err := json.Unmarshal(out, &raw); err != nil {
-		return VMConfig{}, fmt.Errorf("tart get %s: parsing output: %w", name, err)
+		return VMConfig{}, fmt.Errorf("parsing get JSON: %w", err)
 	}
 	cfg := VMConfig{
 		OS: raw.OS, CPU: int(raw.CPU), Memory: int(raw.Memory), Disk: int(raw.Disk),
@@ -170,6 +179,8 @@ func (c *Client) Get(ctx context.Context, name string) (VMConfig, error) {
 	cfg.Running = raw.Running != nil && *raw.Running
 	if cfg.State == "" {
 		cfg.State = stateFromRunning(cfg.Running)
+	} else if raw.Running == nil {
+		cfg.Running = cfg.State == "running"
 	}
 	return cfg, nil
 }

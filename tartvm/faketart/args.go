@@ -17,7 +17,7 @@ type flagSpec struct {
 // command is a subcommand's argument grammar.
 type command struct {
 	name       string
-	usage      string   // after "tart "
+	usage      string // after "tart "
 	flags      []flagSpec
 	positional []string // names shown in errors, e.g. "<name>"
 	variadic   bool     // the last positional repeats (delete)

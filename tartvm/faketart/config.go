@@ -14,7 +14,7 @@ import (
 
 // Files under TART_HOME that belong to the fake, not to tart.
 const (
-	configFile = "faketart.json"       // Config, read by every invocation
+	configFile = "faketart.json"        // Config, read by every invocation
 	countsFile = "faketart-counts.json" // how often each Fault with Times fired
 	callsFile  = "faketart-calls.jsonl" // the invocation log
 	procsDir   = "faketart-procs"       // one flock'd file per long-lived fake process

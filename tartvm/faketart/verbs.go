@@ -210,7 +210,7 @@ func (t *tart) set(p parsed) int {
 	return 0
 }
 
-func checkFormat(c *command, p parsed) (string, *usageError) {
+func checkFormat(p parsed) (string, *usageError) {
 	f := p.str("format", "text")
 	if f != "text" && f != "json" {
 		return "", usagef("The value '%s' is invalid for '--format <format>'", f)
@@ -219,7 +219,7 @@ func checkFormat(c *command, p parsed) (string, *usageError) {
 }
 
 func (t *tart) get(p parsed) int {
-	format, uerr := checkFormat(cmdGet, p)
+	format, uerr := checkFormat(p)
 	if uerr != nil {
 		return t.usage(cmdGet, uerr)
 	}
@@ -283,7 +283,7 @@ func (t *tart) list(p parsed) int {
 	if source != "" && source != "local" && source != "oci" {
 		return t.usage(cmdList, usagef("'%s' is not a valid <source>", source))
 	}
-	format, uerr := checkFormat(cmdList, p)
+	format, uerr := checkFormat(p)
 	if uerr != nil {
 		return t.usage(cmdList, uerr)
 	}
