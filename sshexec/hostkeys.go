@@ -1,0 +1,189 @@
+package sshexec
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// hostKeyStore is the native client's trust-on-first-use store: one host key
+// per image, because every clone of an image presents the image's key. The
+// file holds one line per image, "<image> <key type> <base64 key>", and is
+// rewritten atomically (temp file + rename) with mode 0600.
+type hostKeyStore struct {
+	path string
+	mu   *sync.Mutex // shared by every store of the same file in this process
+}
+
+var storeLocks sync.Map // absolute path -> *sync.Mutex
+
+func newHostKeyStore(path string) *hostKeyStore {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	mu, _ := storeLocks.LoadOrStore(abs, new(sync.Mutex))
+	return &hostKeyStore{path: abs, mu: mu.(*sync.Mutex)}
+}
+
+const storeHeader = "# Tarty: SSH host keys trusted on first use, one per tart image: <image> <key type> <base64 key>\n"
+
+// load reads the store; a missing file is an empty store.
+func (s *hostKeyStore) load() (map[string]ssh.PublicKey, error) {
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]ssh.PublicKey{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read known hosts: %w", err)
+	}
+	keys := map[string]ssh.PublicKey{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			return nil, fmt.Errorf("known hosts %s:%d: want <image> <key type> <base64 key>", s.path, n)
+		}
+		raw, err := base64.StdEncoding.DecodeString(f[2])
+		if err != nil {
+			return nil, fmt.Errorf("known hosts %s:%d: %w", s.path, n, err)
+		}
+		key, err := ssh.ParsePublicKey(raw)
+		if err != nil {
+			return nil, fmt.Errorf("known hosts %s:%d: %w", s.path, n, err)
+		}
+		if key.Type() != f[1] {
+			return nil, fmt.Errorf("known hosts %s:%d: key type %s does not match key %s", s.path, n, f[1], key.Type())
+		}
+		keys[f[0]] = key
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read known hosts: %w", err)
+	}
+	return keys, nil
+}
+
+func (s *hostKeyStore) save(keys map[string]ssh.PublicKey) error {
+	var b bytes.Buffer
+	b.WriteString(storeHeader)
+	images := make([]string, 0, len(keys))
+	for image := range keys {
+		images = append(images, image)
+	}
+	slices.Sort(images)
+	for _, image := range images {
+		k := keys[image]
+		fmt.Fprintf(&b, "%s %s %s\n", image, k.Type(), base64.StdEncoding.EncodeToString(k.Marshal()))
+	}
+	return writeFileAtomic(s.path, b.Bytes())
+}
+
+// writeFileAtomic replaces path with data, mode 0600, so a crash leaves the
+// old or the new content, never a torn file.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// check trusts key for image on first use and afterwards accepts only that key.
+func (s *hostKeyStore) check(image, host string, key ssh.PublicKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys, err := s.load()
+	if err != nil {
+		return err
+	}
+	if known, ok := keys[image]; ok {
+		if bytes.Equal(known.Marshal(), key.Marshal()) {
+			return nil
+		}
+		return &HostKeyError{Image: image, Host: host,
+			Trusted: ssh.FingerprintSHA256(known), Presented: ssh.FingerprintSHA256(key)}
+	}
+	keys[image] = key
+	if err := s.save(keys); err != nil {
+		return fmt.Errorf("trust host key of image %q: %w", image, err)
+	}
+	return nil
+}
+
+// algorithms are the host key algorithms to offer for image: those of its
+// trusted key, so the guest must prove that very key (as OpenSSH does with
+// known_hosts); nil (x/crypto's defaults) before the first use.
+func (s *hostKeyStore) algorithms(image string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	k, ok := keys[image]
+	if !ok {
+		return nil, nil
+	}
+	if k.Type() == ssh.KeyAlgoRSA {
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}, nil
+	}
+	return []string{k.Type()}, nil
+}
+
+func (s *hostKeyStore) forget(image string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys, err := s.load()
+	if err != nil {
+		return err
+	}
+	if _, ok := keys[image]; !ok {
+		return nil
+	}
+	delete(keys, image)
+	return s.save(keys)
+}
+
+// callback is the HostKeyCallback for a connection to image.
+func (s *hostKeyStore) callback(image string) ssh.HostKeyCallback {
+	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		return s.check(image, hostname, key)
+	}
+}

@@ -1,0 +1,76 @@
+package sshexec
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// opensshKnownHosts keeps one known_hosts file per image for the openssh
+// client, beside the native store. ssh connects with HostKeyAlias=<alias>, so
+// every clone of an image (whatever its IP) matches the image's one entry,
+// and StrictHostKeyChecking=accept-new records it on first use.
+type opensshKnownHosts struct{ dir string }
+
+func opensshKnownHostsDir(knownHostsFile string) string {
+	return filepath.Join(filepath.Dir(knownHostsFile), "known_hosts.openssh")
+}
+
+// alias is image reduced to characters that are plain in known_hosts
+// patterns and file names, plus a hash so distinct images never collide.
+func (k opensshKnownHosts) alias(image string) string {
+	var b strings.Builder
+	for _, r := range image {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	sum := sha256.Sum256([]byte(image))
+	return b.String() + "-" + hex.EncodeToString(sum[:4])
+}
+
+func (k opensshKnownHosts) file(image string) string {
+	return filepath.Join(k.dir, k.alias(image))
+}
+
+func (k opensshKnownHosts) ensureDir() error {
+	return os.MkdirAll(k.dir, 0o700)
+}
+
+func (k opensshKnownHosts) forget(image string) error {
+	err := os.Remove(k.file(image))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// fingerprints lists the SHA256 fingerprints trusted for image.
+func (k opensshKnownHosts) fingerprints(image string) string {
+	b, err := os.ReadFile(k.file(image))
+	if err != nil {
+		return "unknown"
+	}
+	var fps []string
+	for len(b) > 0 {
+		_, _, key, _, rest, err := ssh.ParseKnownHosts(b)
+		if err != nil {
+			break
+		}
+		fps = append(fps, ssh.FingerprintSHA256(key))
+		b = rest
+	}
+	if len(fps) == 0 {
+		return "unknown"
+	}
+	return strings.Join(fps, ", ")
+}
