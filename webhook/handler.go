@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -79,6 +80,11 @@ func (s *Server) deliver(r *http.Request, event, id string, buf *bytes.Buffer) o
 	}
 	if event == "" {
 		return badRequest("missing X-GitHub-Event header", nil)
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		// A hook set to the form content type: say how to fix it rather than
+		// "malformed JSON".
+		return badRequest("webhook content type must be application/json", nil)
 	}
 	if len(id) > maxDeliveryIDLen {
 		return badRequest("X-GitHub-Delivery too long", fmt.Errorf("delivery id of %d bytes", len(id)))

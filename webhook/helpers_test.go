@@ -272,4 +272,3 @@ func noEvent(t testing.TB, events <-chan scheduler.JobEvent) {
 func (env *testEnv) count(event, result string) float64 {
 	return testutil.ToFloat64(env.srv.metrics.deliveries.WithLabelValues(event, result))
 }
-

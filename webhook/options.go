@@ -49,7 +49,8 @@ type Options struct {
 	Repository string
 	// Matcher decides which runs-on label sets are Tarty's demand.
 	Matcher scheduler.LabelMatcher
-	// Events receives the accepted job events (the scheduler's queue).
+	// Events receives the accepted job events (the scheduler's queue). Its owner
+	// keeps it open until Run has returned.
 	Events chan<- scheduler.JobEvent
 	// EnqueueTimeout is how long a delivery may wait for room on Events before it
 	// is answered 503.
