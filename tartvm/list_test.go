@@ -1,6 +1,7 @@
 package tartvm_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/tartyci/tarty/tartvm"
+	"github.com/tartyci/tarty/tartvm/faketart"
+	"github.com/tartyci/tarty/tartvm/faketart/tarttest"
 )
 
 func date(s string) time.Time {
@@ -94,6 +97,24 @@ func BenchmarkParseList(b *testing.B) {
 	for b.Loop() {
 		if _, err := tartvm.ParseList(data); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkListFake is a whole `tart list` round trip against the fake: the
+// process start dominates.
+func BenchmarkListFake(b *testing.B) {
+	env := tarttest.New(b)
+	for _, n := range []string{"a", "b", "c"} {
+		if err := faketart.SeedVM(env.Home, n, faketart.VMOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := tartvm.New(tartvm.Options{Path: env.Bin, Home: env.Home})
+	ctx := context.Background()
+	for b.Loop() {
+		if vms, err := c.List(ctx); err != nil || len(vms) != 3 {
+			b.Fatal(vms, err)
 		}
 	}
 }

@@ -308,3 +308,26 @@ func TestVMLimit(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestStopEscalatesToKill: a VM that ignores SIGINT is killed after the stop
+// timeout, and the Run channel reports the kill.
+func TestStopEscalatesToKill(t *testing.T) {
+	t.Parallel()
+	c, env := newClient(t, noGrace)
+	ctx := testCtx(t)
+	env.Seed("vm", faketart.VMOptions{})
+	env.SetConfig(faketart.Config{Faults: []faketart.Fault{{Verb: "run", IgnoreStop: true}}})
+	ch, err := c.Run(ctx, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.WaitRunning("vm", true, 10*time.Second)
+	if err := c.Stop(ctx, "vm", time.Second); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	err = waitResult(t, ch)
+	var te *tartvm.Error
+	if !errors.As(err, &te) || te.ExitCode != -1 || err.Error() != "tart run vm: signal: killed" {
+		t.Errorf("result = %v, want a killed run", err)
+	}
+}

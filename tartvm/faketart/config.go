@@ -56,6 +56,7 @@ type Fault struct {
 
 	DieAfterMS int    `json:"die_after_ms,omitempty"` // run: the guest stops with an error after N ms (tart still exits 0)
 	DieError   string `json:"die_error,omitempty"`    // run: the error text for DieAfterMS
+	IgnoreStop bool   `json:"ignore_stop,omitempty"`  // run: ignore SIGINT, so `tart stop` escalates to SIGKILL
 }
 
 // relevant reports whether f does anything to verb.
@@ -67,7 +68,7 @@ func (f Fault) relevant(verb string) bool {
 	case "ip":
 		return f.NoIP || f.IP != "" || f.BootDelayMS != nil
 	case "run":
-		return f.DieAfterMS > 0
+		return f.DieAfterMS > 0 || f.IgnoreStop
 	}
 	return false
 }

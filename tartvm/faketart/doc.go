@@ -6,7 +6,7 @@
 //
 // Interface. Main(args, getenv, stdout, stderr) holds all the logic; the
 // executable is cmd/tart, and tarttest.Build compiles it once per test binary.
-// State lives under TART_HOME (vms/<name>/config.json, sparse disk.img,
+// State lives under TART_HOME, which must be set (vms/<name>/config.json, sparse disk.img,
 // nvram.bin; cache/OCIs/<host>/<path>/<tag> for OCI images). A VM is running
 // while its `tart run` process holds an fcntl lock on its config.json, exactly
 // as tart decides it; run's start phase (MAC check, VM lock, two-VM limit) is
@@ -22,8 +22,9 @@
 // 200 ms). Faults come from $TART_HOME/faketart.json (Config, WriteConfig),
 // read on every call, matched per verb and VM-name prefix, optionally only
 // Times times: fail with a message and exit code, hang until killed, never get
-// an IP, die after N ms, another boot delay or IP, and a lower VM limit to
-// simulate foreign VMs. Every invocation appends one JSON line (Call: args,
+// an IP, die after N ms, ignore `tart stop`'s SIGINT (so it escalates to
+// SIGKILL), another boot delay or IP, and a lower VM limit to simulate foreign
+// VMs. Every invocation appends one JSON line (Call: args,
 // start time, exit code, pid) to $TART_HOME/faketart-calls.jsonl (ReadCalls);
 // `run` logs when it exits and a hanging call when it starts hanging. Long-lived
 // fake processes register under $TART_HOME/faketart-procs so KillAll can end

@@ -174,6 +174,9 @@ func TestErrors(t *testing.T) {
 		{[]string{"set", "vm", "--cpu", "1"}, 1, `VM should have 2 CPU cores at minimum (requested 1)`},
 		{[]string{"frobnicate"}, 64, `Error: Unexpected argument 'frobnicate'`},
 	}
+	if code, _, e := tart("", "list"); code != 1 || !strings.Contains(e, "TART_HOME must be set") {
+		t.Errorf("without TART_HOME: %d %q", code, e)
+	}
 	for _, tc := range cases {
 		code, _, errOut := tart(home, tc.args...)
 		first, _, _ := strings.Cut(errOut, "\n")

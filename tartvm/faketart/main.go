@@ -9,16 +9,20 @@ import (
 	"time"
 )
 
-// Main runs one fake tart invocation. args excludes the program name; getenv
-// supplies TART_HOME (and HOME, for the ~/.tart default). It returns the exit
-// code. Every verb except `run` and a hanging fault may run in-process; `run`
-// blocks until the VM stops and uses process-wide signals, so it needs its own
-// process (the tart executable in cmd/tart, or a binary that calls Main).
+// Main runs one fake tart invocation and returns its exit code. args excludes
+// the program name; getenv supplies TART_HOME, which must be set: unlike tart,
+// the fake never falls back to ~/.tart. Every verb except `run` and a hanging
+// fault may run in-process; `run` blocks until the VM stops and uses
+// process-wide signals, so it needs its own process (the tart executable in
+// cmd/tart, or a binary that calls Main).
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	home := getenv("TART_HOME")
 	if home == "" {
-		home = filepath.Join(getenv("HOME"), ".tart")
+		// Unlike tart, never fall back to ~/.tart: a fake `delete` must not
+		// reach a developer's real VMs.
+		fmt.Fprintln(stderr, "faketart: TART_HOME must be set")
+		return 1
 	}
 	t := &tart{home: home, stdout: stdout, stderr: stderr, args: args, start: start}
 	if err := os.MkdirAll(filepath.Join(home, "vms"), 0o755); err != nil {

@@ -81,6 +81,9 @@ func (t *tart) run(p parsed) int {
 	for {
 		select {
 		case <-sigs:
+			if f.IgnoreStop {
+				continue // a VM that does not react: stop's SIGKILL ends it
+			}
 			fmt.Fprintln(t.stdout, "Stopping VM...")
 			return 0
 		case <-die:
