@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -71,6 +72,9 @@ func TestContract(t *testing.T) {
 			delivery{event: "workflow_job", id: "c-16", body: []byte("payload=%7B%7D"),
 				header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}},
 			400, "webhook content type must be application/json", false, "workflow_job", "bad_request"},
+		{"X-GitHub-Delivery longer than any GitHub sends",
+			delivery{event: "workflow_job", id: strings.Repeat("d", 257), body: queued},
+			400, "X-GitHub-Delivery too long", false, "workflow_job", "bad_request"},
 		{"missing X-GitHub-Event",
 			delivery{event: "-", id: "c-14", body: queued},
 			400, "missing X-GitHub-Event header", false, "unknown", "bad_request"},
