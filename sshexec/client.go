@@ -110,7 +110,7 @@ func New(opts Options) (*Client, error) {
 		opts.Client = ClientNative
 	}
 	c := &Client{opts: opts, log: opts.Logger.With().Str("component", "sshexec").Str("client", opts.Client).Logger()}
-	store := newHostKeyStore(opts.KnownHostsFile)
+	store := newHostKeyStore(opts.KnownHostsFile, c.log)
 	oh := opensshKnownHosts{dir: opensshKnownHostsDir(opts.KnownHostsFile)}
 	switch opts.Client {
 	case ClientNative:

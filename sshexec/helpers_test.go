@@ -3,6 +3,9 @@ package sshexec_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +23,7 @@ var clientKinds = []string{sshexec.ClientNative, sshexec.ClientOpenSSH}
 
 // requireClient skips (or fails under TARTY_REQUIRE_SSHD=1) when the client
 // kind needs a binary that is missing.
-func requireClient(t *testing.T, kind string) {
+func requireClient(t testing.TB, kind string) {
 	t.Helper()
 	if kind == sshexec.ClientOpenSSH {
 		sshdtest.Require(t, "ssh", "/usr/bin/ssh")
@@ -61,7 +64,7 @@ type setup struct {
 	state string // Tarty's state dir (known hosts)
 }
 
-func newSetup(t *testing.T, srv *sshdtest.Server, kind string) *setup {
+func newSetup(t testing.TB, srv *sshdtest.Server, kind string) *setup {
 	t.Helper()
 	requireClient(t, kind)
 	state := t.TempDir()
@@ -79,7 +82,7 @@ func newSetup(t *testing.T, srv *sshdtest.Server, kind string) *setup {
 	}}
 }
 
-func (s *setup) client(t *testing.T, mutate ...func(*sshexec.Options)) *sshexec.Client {
+func (s *setup) client(t testing.TB, mutate ...func(*sshexec.Options)) *sshexec.Client {
 	t.Helper()
 	o := s.opts
 	for _, m := range mutate {
@@ -92,7 +95,7 @@ func (s *setup) client(t *testing.T, mutate ...func(*sshexec.Options)) *sshexec.
 	return c
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -145,4 +148,15 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+func generateEd25519() (ed25519.PublicKey, ed25519.PrivateKey, error) {
+	return ed25519.GenerateKey(rand.Reader)
+}
+
+func writePEM(t *testing.T, path string, block *pem.Block) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

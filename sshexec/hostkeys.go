@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -24,17 +25,18 @@ import (
 type hostKeyStore struct {
 	path string
 	mu   *sync.Mutex // shared by every store of the same file in this process
+	log  zerolog.Logger
 }
 
 var storeLocks sync.Map // absolute path -> *sync.Mutex
 
-func newHostKeyStore(path string) *hostKeyStore {
+func newHostKeyStore(path string, log zerolog.Logger) *hostKeyStore {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		abs = path
 	}
 	mu, _ := storeLocks.LoadOrStore(abs, new(sync.Mutex))
-	return &hostKeyStore{path: abs, mu: mu.(*sync.Mutex)}
+	return &hostKeyStore{path: abs, mu: mu.(*sync.Mutex), log: log}
 }
 
 const storeHeader = "# Tarty: SSH host keys trusted on first use, one per tart image: <image> <key type> <base64 key>\n"
@@ -144,6 +146,8 @@ func (s *hostKeyStore) check(image, host string, key ssh.PublicKey) error {
 	if err := s.save(keys); err != nil {
 		return fmt.Errorf("trust host key of image %q: %w", image, err)
 	}
+	s.log.Info().Str("image", image).Str("host", host).Str("fingerprint", ssh.FingerprintSHA256(key)).
+		Msg("trusting ssh host key of image on first use")
 	return nil
 }
 

@@ -140,7 +140,7 @@ var presentedFP = regexp.MustCompile(`key sent by the remote host is\s+(SHA256:[
 
 // sshFailure matches the messages ssh prints when it, not the remote
 // command, fails with status 255.
-var sshFailure = regexp.MustCompile(`(?m)^(ssh: |kex_exchange_identification|Connection (to .* )?(closed|timed out|reset)|Connection timed out|Timeout, server|client_loop: |Bad (configuration|owner)|banner exchange|Load key|no such identity|Host key|Permission denied|Could not|Unable to|Received disconnect|Disconnected from|.*port \d+: )`)
+var sshFailure = regexp.MustCompile(`(?m)^(ssh: |kex_exchange_identification|Connection (to .* )?(closed|timed out|reset)|Connection timed out|Timeout, server|client_loop: |Bad (configuration|owner)|banner exchange|Load key|no such identity|Host key|Permission denied|Could not|Unable to|Received disconnect|Disconnected from)`)
 
 // classify turns an ssh exit status 255 into a typed error: a changed host
 // key, refused credentials, another ssh failure, or (when ssh said nothing)
@@ -154,12 +154,28 @@ func (o *openssh) classify(image, host, diag string, ee *exec.ExitError) error {
 		return &HostKeyError{Image: image, Host: host, Trusted: o.kh.fingerprints(image), Presented: presented}
 	}
 	if strings.Contains(diag, "Permission denied (") {
-		return fmt.Errorf("%w: %s", ErrAuth, lastLine(diag))
+		return fmt.Errorf("%w: %s", ErrAuth, sshSaid(diag))
 	}
 	if ee.ExitCode() == 255 && !sshFailure.MatchString(diag) {
 		return &ExitError{Status: 255}
 	}
-	return fmt.Errorf("ssh: %s: %s", ee, lastLine(diag))
+	return fmt.Errorf("ssh: %s: %s", ee, sshSaid(diag))
+}
+
+// sshSaid sums up ssh's own lines in diag (the last three), leaving out
+// whatever the remote command wrote to stderr.
+func sshSaid(diag string) string {
+	var said []string
+	for _, l := range strings.Split(diag, "\n") {
+		l = strings.TrimSpace(l)
+		if sshFailure.MatchString(l) {
+			said = append(said, l)
+		}
+	}
+	if len(said) == 0 {
+		return lastLine(diag)
+	}
+	return strings.Join(said[max(0, len(said)-3):], "; ")
 }
 
 func (o *openssh) forget(image string) error { return o.kh.forget(image) }

@@ -193,7 +193,7 @@ func TestAuthFailures(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			c := newSetup(t, srv, kind).client(t, func(o *sshexec.Options) {
 				o.KeyFile = stranger.Private
-				o.ConnectTimeout = time.Second
+				o.ConnectTimeout = 2 * time.Second // room for one whole attempt on a loaded machine
 			})
 			err := c.Run(ctxT(t, 20*time.Second), image, "127.0.0.1", "true", nil, nil, nil)
 			if !errors.Is(err, sshexec.ErrAuth) {

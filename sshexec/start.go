@@ -3,6 +3,7 @@ package sshexec
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -71,13 +72,13 @@ func (c *Client) Start(ctx context.Context, image, host, command string, stdin i
 	}
 	defer clear(data) // the buffer may hold a credential
 
-	remote := "exec /bin/sh -c " + shQuote(detachScript) + " tarty-start " +
-		shQuote(command) + " " + shQuote(c.opts.StartLog) + " " + strconv.Itoa(len(data))
+	remote := detachCommand(command, c.opts.StartLog, len(data))
 	stdout := &tailBuffer{max: 256}
 	stderr := &tailBuffer{max: 2048}
 	c.log.Debug().Str("image", image).Str("host", host).Str("cmd", word).Int("stdin_bytes", len(data)).Msg("ssh start detached")
 	err := c.t.exec(ctx, image, host, remote, bytes.NewReader(data), stdout, stderr)
-	if exitErr, ok := err.(*ExitError); ok {
+	var exitErr *ExitError
+	if errors.As(err, &exitErr) {
 		return fmt.Errorf("ssh %s@%s start %s: detach wrapper exit status %d: %s",
 			c.opts.User, host, word, exitErr.Status, lastLine(stderr.String()))
 	}
@@ -91,6 +92,14 @@ func (c *Client) Start(ctx context.Context, image, host, command string, stdin i
 	c.log.Info().Str("image", image).Str("host", host).Str("cmd", word).Int("pid", pid).
 		Str("log", c.opts.StartLog).Msg("started detached command in guest")
 	return nil
+}
+
+// detachCommand is the command line sent to the guest's login shell (zsh,
+// bash or sh): it runs detachScript under /bin/sh. It holds the command and
+// the log path, which are not secret, and the size of stdin.
+func detachCommand(command, log string, size int) string {
+	return "exec /bin/sh -c " + shQuote(detachScript) + " tarty-start " +
+		shQuote(command) + " " + shQuote(log) + " " + strconv.Itoa(size)
 }
 
 // shQuote quotes s as one word for sh, bash, zsh and fish alike.

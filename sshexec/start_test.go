@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,12 +127,13 @@ func TestSecretNeverInArguments(t *testing.T) {
 	requireProc(t)
 	// Control: the scan does see a secret placed in a process's arguments.
 	control := newSecret(t)
-	ctl := exec.Command("sh", "-c", "sleep 60", control)
+	ctl := exec.Command("sh", "-c", "sleep 60; :", control)
+	ctl.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := ctl.Start(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the control process", 10*time.Second, func() bool { return processWith(control) })
-	ctl.Process.Kill()
+	syscall.Kill(-ctl.Process.Pid, syscall.SIGKILL) // sh and its sleep
 	ctl.Wait()
 
 	srv := sshdtest.Start(t)

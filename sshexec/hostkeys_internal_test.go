@@ -1,0 +1,106 @@
+package sshexec
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+func newPub(t *testing.T) ssh.PublicKey {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestHostKeyStoreTOFU(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state", "known_hosts") // parent created on demand
+	s := newHostKeyStore(path, zeroLog())
+	k1, k2 := newPub(t), newPub(t)
+
+	if algos, err := s.algorithms("img"); err != nil || algos != nil {
+		t.Fatalf("algorithms before first use = %v, %v", algos, err)
+	}
+	if err := s.check("img", "10.0.0.1:22", k1); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if err := s.check("img", "10.0.0.2:22", k1); err != nil {
+		t.Fatalf("same key from another clone: %v", err)
+	}
+	if algos, _ := s.algorithms("img"); len(algos) != 1 || algos[0] != ssh.KeyAlgoED25519 {
+		t.Errorf("algorithms after first use = %v", algos)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store file: %v, %v", fi, err)
+	}
+	// A second store on the same file (another Client) sees the key.
+	err = newHostKeyStore(path, zeroLog()).check("img", "10.0.0.3:22", k2)
+	var hk *HostKeyError
+	if !errors.As(err, &hk) || hk.Trusted != ssh.FingerprintSHA256(k1) || hk.Presented != ssh.FingerprintSHA256(k2) {
+		t.Fatalf("changed key = %v", err)
+	}
+	if err := s.check("other", "10.0.0.3:22", k2); err != nil {
+		t.Fatalf("other image: %v", err)
+	}
+	if err := s.forget("img"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.forget("img"); err != nil {
+		t.Fatalf("forget twice: %v", err)
+	}
+	if err := s.check("img", "10.0.0.3:22", k2); err != nil {
+		t.Fatalf("after forget: %v", err)
+	}
+	if err := s.check("other", "10.0.0.3:22", k2); err != nil {
+		t.Fatalf("forget touched another image: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("temp files left beside the store: %v", entries)
+	}
+	b, _ := os.ReadFile(path)
+	if lines := strings.Count(string(b), "\n"); lines != 3 { // header + 2 images
+		t.Errorf("store file:\n%s", b)
+	}
+}
+
+func TestHostKeyStoreCorrupt(t *testing.T) {
+	for _, content := range []string{
+		"img ssh-ed25519\n",
+		"img ssh-ed25519 not-base64!\n",
+		"img ssh-rsa " + "AAAAC3NzaC1lZDI1NTE5AAAAIGVtmI+gBmxXbKBpKr2qSb0rTJ0kEvjz7gW3kTyVprI5\n",
+	} {
+		path := filepath.Join(t.TempDir(), "known_hosts")
+		os.WriteFile(path, []byte("# comment\n\n"+content), 0o600)
+		err := newHostKeyStore(path, zeroLog()).check("img", "h", newPub(t))
+		if err == nil || !strings.Contains(err.Error(), ":3") {
+			t.Errorf("%q: err = %v, want one naming line 3", content, err)
+		}
+	}
+}
+
+func TestFirstWord(t *testing.T) {
+	for in, want := range map[string]string{
+		"  ./run.sh --jitconfig x": "./run.sh",
+		"":                         "(empty command)",
+		"echo":                     "echo",
+	} {
+		if got := firstWord(in); got != want {
+			t.Errorf("firstWord(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
