@@ -121,7 +121,7 @@ func New(opts Options) (*Client, error) {
 		c.t = n
 		c.other = append(c.other, oh.forget)
 	case ClientOpenSSH:
-		o, err := newOpenSSH(opts, oh, c.log)
+		o, err := newOpenSSH(opts, oh)
 		if err != nil {
 			return nil, err
 		}

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // openssh runs commands with the system ssh binary. It exists because on
@@ -24,10 +22,9 @@ type openssh struct {
 	opts Options
 	path string
 	kh   opensshKnownHosts
-	log  zerolog.Logger
 }
 
-func newOpenSSH(opts Options, kh opensshKnownHosts, log zerolog.Logger) (*openssh, error) {
+func newOpenSSH(opts Options, kh opensshKnownHosts) (*openssh, error) {
 	if opts.Password != "" && opts.KeyFile == "" {
 		return nil, errors.New("sshexec: the openssh client cannot log in with a password (it runs ssh with BatchMode=yes): set a key file, or use the native client")
 	}
@@ -45,7 +42,7 @@ func newOpenSSH(opts Options, kh opensshKnownHosts, log zerolog.Logger) (*openss
 	if err != nil {
 		return nil, fmt.Errorf("sshexec: ssh binary: %w", err)
 	}
-	return &openssh{opts: opts, path: path, kh: kh, log: log}, nil
+	return &openssh{opts: opts, path: path, kh: kh}, nil
 }
 
 // args are ssh's options for a connection to image; the caller appends

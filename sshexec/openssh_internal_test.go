@@ -19,7 +19,7 @@ func TestOpenSSHArgs(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "id 100%")
 	os.WriteFile(key, []byte("x"), 0o600)
 	o, err := newOpenSSH(Options{User: "admin", Port: 2222, KeyFile: key, Keepalive: 1500 * time.Millisecond,
-		ConnectTimeout: time.Minute, SSHPath: "/bin/true"}, opensshKnownHosts{dir: opensshKnownHostsDir(filepath.Join(dir, "known_hosts"))}, zeroLog())
+		ConnectTimeout: time.Minute, SSHPath: "/bin/true"}, opensshKnownHosts{dir: opensshKnownHostsDir(filepath.Join(dir, "known_hosts"))})
 	if err != nil {
 		t.Fatal(err)
 	}

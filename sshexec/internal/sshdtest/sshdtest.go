@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,10 +93,14 @@ func FreePort(t testing.TB) int {
 
 // Server is one sshd configuration; Start and Stop it any number of times.
 type Server struct {
-	Port      int
-	User      string // the current user, whom sshd lets in
-	ClientKey Key    // authorized
-	HostKey   Key
+	Port int
+	// SecondHost is another loopback address sshd listens on, standing in
+	// for a second clone of the same image: 127.0.0.2 on Linux, "" elsewhere
+	// (macOS routes only 127.0.0.1).
+	SecondHost string
+	User       string // the current user, whom sshd lets in
+	ClientKey  Key    // authorized
+	HostKey    Key
 
 	t    testing.TB
 	sshd string
@@ -113,6 +118,9 @@ func New(t testing.TB) *Server {
 	sshd := Require(t, "sshd", "/usr/sbin/sshd")
 	dir := t.TempDir()
 	s := &Server{t: t, sshd: sshd, dir: dir, Port: FreePort(t), log: &lockedBuffer{}}
+	if runtime.GOOS == "linux" {
+		s.SecondHost = "127.0.0.2"
+	}
 	s.User = currentUser(t)
 	s.ClientKey = NewKey(t, dir, "client_key")
 	s.HostKey = NewKey(t, dir, "host_key")
@@ -167,7 +175,6 @@ func (s *Server) RotateHostKey() {
 func (s *Server) config() string {
 	c := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
-ListenAddress 127.0.0.2
 HostKey %s
 PidFile %s
 AuthorizedKeysFile %s
@@ -183,6 +190,9 @@ MaxStartups 100:30:200
 MaxSessions 100
 LogLevel VERBOSE
 `, s.Port, filepath.Join(s.dir, "host_key"), filepath.Join(s.dir, "sshd.pid"), filepath.Join(s.dir, "authorized_keys"))
+	if s.SecondHost != "" {
+		c += "ListenAddress " + s.SecondHost + "\n"
+	}
 	if penaltiesSupported(s.t, s.sshd, s.dir, c) {
 		// OpenSSH 9.8+ would otherwise lock out 127.0.0.1 after the
 		// tests' deliberate failures.
