@@ -103,3 +103,11 @@ func RetryAfter(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// IsHostKeyChanged reports whether err says a guest presented a host key other
+// than the one trusted for its image (HostKeyChanged() true): a security
+// event to surface, never retried.
+func IsHostKeyChanged(err error) bool {
+	var e interface{ HostKeyChanged() bool }
+	return errors.As(err, &e) && e.HostKeyChanged()
+}

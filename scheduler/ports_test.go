@@ -17,6 +17,11 @@ type busyErr bool
 func (busyErr) Error() string { return "runner busy" }
 func (b busyErr) Busy() bool  { return bool(b) }
 
+type hostKeyErr struct{}
+
+func (hostKeyErr) Error() string        { return "host key changed" }
+func (hostKeyErr) HostKeyChanged() bool { return true }
+
 type waitErr time.Duration
 
 func (waitErr) Error() string               { return "rate limited" }
@@ -29,6 +34,9 @@ func TestErrorClassifiers(t *testing.T) {
 	}
 	if !IsBusy(wrap(busyErr(true))) || IsBusy(wrap(busyErr(false))) || IsBusy(nil) {
 		t.Error("IsBusy")
+	}
+	if !IsHostKeyChanged(wrap(hostKeyErr{})) || IsHostKeyChanged(errors.New("other")) {
+		t.Error("IsHostKeyChanged")
 	}
 	if d, ok := RetryAfter(wrap(waitErr(3 * time.Second))); !ok || d != 3*time.Second {
 		t.Errorf("RetryAfter = %v, %v", d, ok)
