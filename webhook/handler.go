@@ -157,15 +157,19 @@ func (s *Server) route(ctx context.Context, ev scheduler.JobEvent) outcome {
 }
 
 // wants reports whether the scheduler should hear of ev. Demand only concerns
-// jobs whose labels match. One exception: in_progress and completed events with
-// no labels at all (observed for completed jobs) are passed on, since for a job
-// of ours they can only remove demand and an unknown job ID is a no-op.
+// jobs whose labels match. Two exceptions, both for in_progress and completed
+// events, which can only remove demand (an unknown job ID is a no-op): those
+// with no labels at all (observed for completed jobs), and those of one of our
+// runners, which may have been handed a job with other labels.
 func (s *Server) wants(ev scheduler.JobEvent) bool {
 	if s.opts.Matcher.Match(ev.Labels) {
 		return true
 	}
-	return len(ev.Labels) == 0 &&
-		(ev.Action == scheduler.ActionInProgress || ev.Action == scheduler.ActionCompleted)
+	if ev.Action != scheduler.ActionInProgress && ev.Action != scheduler.ActionCompleted {
+		return false
+	}
+	return len(ev.Labels) == 0 ||
+		s.opts.RunnerPrefix != "" && strings.HasPrefix(ev.RunnerName, s.opts.RunnerPrefix+"-")
 }
 
 // enqueue hands ev to the scheduler, waiting at most EnqueueTimeout for room.

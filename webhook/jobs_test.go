@@ -26,6 +26,7 @@ func TestRouting(t *testing.T) {
 	action := func(a string) func(map[string]any) { return func(p map[string]any) { p["action"] = a } }
 	noJobID := func(p map[string]any) { delete(job(p), "id") }
 	noJob := func(p map[string]any) { delete(p, "workflow_job") }
+	runner := func(name string) func(map[string]any) { return func(p map[string]any) { job(p)["runner_name"] = name } }
 
 	tests := []struct {
 		name       string
@@ -50,6 +51,10 @@ func TestRouting(t *testing.T) {
 		{"completed with no labels can only remove demand", "", []func(map[string]any){action("completed"), setLabels()}, 202, "accepted"},
 		{"in_progress with no labels can only remove demand", "", []func(map[string]any){action("in_progress"), setLabels()}, 202, "accepted"},
 		{"completed with other labels", "", []func(map[string]any){action("completed"), setLabels("ubuntu-latest")}, 202, "ignored_labels"},
+		{"our runner took a job with other labels", "", []func(map[string]any){action("in_progress"), setLabels("self-hosted"), runner("tarty-mac-0a1b2c3d")}, 202, "accepted"},
+		{"our runner completed a job with other labels", "", []func(map[string]any){action("completed"), setLabels("self-hosted"), runner("tarty-mac-0a1b2c3d")}, 202, "accepted"},
+		{"another runner with a prefix-like name", "", []func(map[string]any){action("in_progress"), setLabels("self-hosted"), runner("tarty-macmini-1")}, 202, "ignored_labels"},
+		{"queued is never forwarded for its runner name", "", []func(map[string]any){setLabels("self-hosted"), runner("tarty-mac-0a1b2c3d")}, 202, "ignored_labels"},
 		{"waiting is forwarded (the scheduler parks it)", "", []func(map[string]any){action("waiting")}, 202, "accepted"},
 		{"an action GitHub does not send", "", []func(map[string]any){action("requested")}, 202, "ignored_action"},
 		{"no action", "", []func(map[string]any){action("")}, 202, "ignored_action"},
@@ -59,7 +64,7 @@ func TestRouting(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := startTestServer(t, func(o *Options) { o.Repository = tt.repository })
+			env := startTestServer(t, func(o *Options) { o.Repository = tt.repository; o.RunnerPrefix = "tarty-mac" })
 			body := edit(t, tartyJob(t, "queued", 42), func(p map[string]any) {
 				p["repository"].(map[string]any)["full_name"] = "Octocoders/Hello-World"
 				for _, c := range tt.changes {

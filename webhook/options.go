@@ -49,6 +49,11 @@ type Options struct {
 	Repository string
 	// Matcher decides which runs-on label sets are Tarty's demand.
 	Matcher scheduler.LabelMatcher
+	// RunnerPrefix is runners.name_prefix. in_progress and completed events of
+	// a runner named <RunnerPrefix>-... are forwarded whatever the job's labels:
+	// GitHub may hand an idle Tarty runner a job Tarty would not launch for
+	// (runs-on: self-hosted), and the scheduler must learn that runner is busy.
+	RunnerPrefix string
 	// Events receives the accepted job events (the scheduler's queue). Its owner
 	// keeps it open until Run has returned.
 	Events chan<- scheduler.JobEvent
