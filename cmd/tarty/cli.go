@@ -34,7 +34,6 @@ type invocation struct {
 	stdout, stderr io.Writer
 	configPath     string
 	args           []string // positional arguments left after flags
-	json           bool     // --json, for commands that offer it
 }
 
 func commands() map[string]*command {
