@@ -87,19 +87,12 @@ func (c *Config) validateGitHub(add addFunc) {
 	case !loginRE.MatchString(g.Organization):
 		add("github.organization", "%q is not a GitHub organisation login", g.Organization)
 	}
-	if g.Repository != "" {
-		owner, name, hasOwner := strings.Cut(g.Repository, "/")
-		if !hasOwner {
-			name, owner = owner, ""
-		}
-		switch {
-		case hasOwner && !strings.EqualFold(owner, g.Organization):
-			add("github.repository", "%q belongs to %s, not to the organisation %s", g.Repository, owner, g.Organization)
-		case !repoRE.MatchString(name) || name == "." || name == "..":
-			add("github.repository", "%q is not a repository name", g.Repository)
-		default:
-			g.Repository = name
-		}
+	if name, err := scheduler.RepositoryName(g.Organization, g.Repository); err != nil {
+		add("github.repository", "%v", err)
+	} else if name != "" && (!repoRE.MatchString(name) || name == "." || name == "..") {
+		add("github.repository", "%q is not a repository name", g.Repository)
+	} else {
+		g.Repository = name
 	}
 	if g.Repository == "" && strings.TrimSpace(g.RunnerGroup) == "" {
 		add("github.runner_group", "must not be empty for organisation runners (the default is Default)")

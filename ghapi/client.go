@@ -112,9 +112,9 @@ func New(o Options) (*Client, error) {
 	if org == "" {
 		return nil, errors.New("github client: organization is required")
 	}
-	repo, err := repoName(org, strings.TrimSpace(o.Repository))
+	repo, err := scheduler.RepositoryName(org, o.Repository)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("github client: %w", err)
 	}
 	switch {
 	case o.Token != "" && o.App != nil:
@@ -198,21 +198,6 @@ func apiBase(s string) (*url.URL, error) {
 		u.Path += "api/v3/"
 	}
 	return u, nil
-}
-
-// repoName accepts "app" or "org/app" (org being the organisation).
-func repoName(org, repo string) (string, error) {
-	if repo == "" {
-		return "", nil
-	}
-	owner, name, ok := strings.Cut(repo, "/")
-	if !ok {
-		owner, name = org, repo
-	}
-	if !strings.EqualFold(owner, org) || name == "" || strings.Contains(name, "/") {
-		return "", fmt.Errorf("github client: repository %q must be NAME or %s/NAME", repo, org)
-	}
-	return name, nil
 }
 
 // Labels are the labels runners register with.

@@ -96,19 +96,10 @@ func (o *Options) normalize() (repoFullName string, err error) {
 	if o.Events == nil {
 		errs = append(errs, errors.New("events channel is required"))
 	}
-	if repo := strings.TrimSpace(o.Repository); repo != "" {
-		owner, name, found := strings.Cut(repo, "/")
-		if !found {
-			owner, name = o.Organization, repo
-		}
-		switch {
-		case name == "" || strings.Contains(name, "/"):
-			errs = append(errs, fmt.Errorf("repository %q: want \"app\" or \"org/app\"", o.Repository))
-		case !strings.EqualFold(owner, o.Organization):
-			errs = append(errs, fmt.Errorf("repository %q is not in organization %q", o.Repository, o.Organization))
-		default:
-			repoFullName = strings.ToLower(o.Organization + "/" + name)
-		}
+	if name, err := scheduler.RepositoryName(o.Organization, o.Repository); err != nil {
+		errs = append(errs, err)
+	} else if name != "" {
+		repoFullName = strings.ToLower(o.Organization + "/" + name)
 	}
 	if o.Path == "" {
 		o.Path = DefaultPath

@@ -1,0 +1,30 @@
+package scheduler
+
+import (
+	"fmt"
+	"strings"
+)
+
+// RepositoryName reduces github.repository, given as "app" or "org/app", to
+// the bare name, checking that it belongs to organization (compared
+// case-insensitively, as GitHub logins are). An empty repository means the
+// whole organisation and gives "". config, ghapi and webhook all accept both
+// spellings through this one rule.
+func RepositoryName(organization, repository string) (string, error) {
+	repository = strings.TrimSpace(repository)
+	if repository == "" {
+		return "", nil
+	}
+	owner, name, hasOwner := strings.Cut(repository, "/")
+	if !hasOwner {
+		owner, name = organization, repository
+	}
+	switch {
+	case name == "" || strings.Contains(name, "/"):
+		return "", fmt.Errorf("repository %q must be NAME or %s/NAME", repository, organization)
+	case !strings.EqualFold(owner, organization):
+		return "", fmt.Errorf("repository %q is not in organization %q: it must be NAME or %s/NAME",
+			repository, organization, organization)
+	}
+	return name, nil
+}
