@@ -288,28 +288,28 @@ func (s *Server) AddRunner(scope, name string, labels ...string) Runner {
 
 // SetRunnerStatus sets a runner "online" or "offline".
 func (s *Server) SetRunnerStatus(id int64, status string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.st.runners[id]
-	if !ok {
-		return fmt.Errorf("fakegithub: no runner %d", id)
-	}
-	r.Status = status
-	return nil
+	return s.updateRunner(id, func(r *Runner) { r.Status = status })
 }
 
 // SetRunnerBusy marks a runner busy (running a job, hence online) or idle.
 func (s *Server) SetRunnerBusy(id int64, busy bool) error {
+	return s.updateRunner(id, func(r *Runner) {
+		r.Busy = busy
+		if busy {
+			r.Status = "online"
+		}
+	})
+}
+
+// updateRunner applies change to runner id under the lock.
+func (s *Server) updateRunner(id int64, change func(*Runner)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.st.runners[id]
 	if !ok {
 		return fmt.Errorf("fakegithub: no runner %d", id)
 	}
-	r.Busy = busy
-	if busy {
-		r.Status = "online"
-	}
+	change(r)
 	return nil
 }
 

@@ -35,8 +35,8 @@ func (t *tart) run(p parsed) int {
 		return t.usage(cmdRun, usagef("--net-bridged, --net-softnet and --net-host are mutually exclusive"))
 	}
 	name := p.args[0]
-	d, ok := localDir(t.home, name)
-	if !ok || !d.exists() {
+	d, ok := existingDir(t.home, name)
+	if !ok {
 		// tart checks this in validate(), so ArgumentParser prints it: exit 1.
 		fmt.Fprintf(t.stderr, "Error: the specified VM %q does not exist\n", name)
 		return 1

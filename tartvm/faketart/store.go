@@ -150,6 +150,12 @@ func localDir(home, name string) (vmDir, bool) {
 	return vmDir(filepath.Join(home, "vms", name)), true
 }
 
+// existingDir is the directory of local VM name when that VM exists.
+func existingDir(home, name string) (vmDir, bool) {
+	d, ok := localDir(home, name)
+	return d, ok && d.exists()
+}
+
 // localNames lists local VMs, sorted.
 func localNames(home string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(home, "vms"))

@@ -43,8 +43,8 @@ func (t *tart) clone(p parsed) int {
 		}
 		src = d
 	} else {
-		d, ok := localDir(t.home, source)
-		if !ok || !d.exists() {
+		d, ok := existingDir(t.home, source)
+		if !ok {
 			return t.doesNotExist(source)
 		}
 		src = d
@@ -149,8 +149,8 @@ var displayRe = regexp.MustCompile(`^(\d+)x(\d+)(pt|px)?$`)
 // set edits config.json; changes apply at the next run.
 func (t *tart) set(p parsed) int {
 	name := p.args[0]
-	d, ok := localDir(t.home, name)
-	if !ok || !d.exists() {
+	d, ok := existingDir(t.home, name)
+	if !ok {
 		return t.doesNotExist(name)
 	}
 	cpu, uerr := p.intFlag(cmdSet, "cpu", 0, 1, math.MaxUint16)
@@ -224,8 +224,8 @@ func (t *tart) get(p parsed) int {
 		return t.usage(cmdGet, uerr)
 	}
 	name := p.args[0]
-	d, ok := localDir(t.home, name)
-	if !ok || !d.exists() {
+	d, ok := existingDir(t.home, name)
+	if !ok {
 		return t.doesNotExist(name)
 	}
 	cfg, err := d.readConfig()
@@ -351,8 +351,8 @@ func (t *tart) ip(p parsed) int {
 		return t.usage(cmdIP, usagef("The value '%s' is invalid for '--resolver <resolver>'", r))
 	}
 	name := p.args[0]
-	d, ok := localDir(t.home, name)
-	if !ok || !d.exists() {
+	d, ok := existingDir(t.home, name)
+	if !ok {
 		return t.doesNotExist(name)
 	}
 	f, err := pickFault(t.home, t.cfg, "ip", name)
@@ -394,8 +394,8 @@ func (t *tart) stop(p parsed) int {
 		return t.usage(cmdStop, uerr)
 	}
 	name := p.args[0]
-	d, ok := localDir(t.home, name)
-	if !ok || !d.exists() {
+	d, ok := existingDir(t.home, name)
+	if !ok {
 		return t.doesNotExist(name)
 	}
 	state, _, err := d.stateName()
@@ -467,8 +467,8 @@ func (t *tart) delete(p parsed) int {
 // rename moves a local VM; like tart it does not check whether it runs.
 func (t *tart) rename(p parsed) int {
 	name, newName := p.args[0], p.args[1]
-	d, ok := localDir(t.home, name)
-	if !ok || !d.exists() {
+	d, ok := existingDir(t.home, name)
+	if !ok {
 		return t.usage(cmdRename, usagef("failed to rename a non-existent local VM: %s", name))
 	}
 	nd, ok := localDir(t.home, newName)
