@@ -68,6 +68,7 @@ func TestLoadProblems(t *testing.T) {
 		{"types-bad.yaml", []string{"github.labels", "github.organization", "github.token", "rebuild.enabled", "rebuild.hour", "runners"}},
 		{"repo-other-org.yaml", []string{"github.repository"}},
 		{"images-bad.yaml", []string{"images.base", "images.runner"}},
+		{"images-space.yaml", []string{"images.base", "images.runner"}},
 		{"images-missing.yaml", []string{"images.base", "images.runner"}},
 		{"server-bad.yaml", []string{"log.format", "log.level", "server.admin_listen", "server.webhook_path"}},
 		{"server-bad-listen.yaml", []string{"server.admin_listen", "server.listen"}},

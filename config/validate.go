@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tartyci/tarty/scheduler"
 )
@@ -165,9 +166,13 @@ func (c *Config) validateImages(add addFunc) {
 		add("images.runner", "must differ from images.base: the rebuild would replace its own source")
 	}
 	// Tarty deletes VMs with its prefix that it does not run: an image under
-	// that prefix would be deleted at the next start.
+	// that prefix would be deleted at the next start. Image names also key the
+	// trusted SSH host keys, one word per name.
 	p := strings.ToLower(c.Runners.NamePrefix) + "-"
 	for key, name := range map[string]string{"images.base": im.Base, "images.runner": im.Runner} {
+		if strings.IndexFunc(name, unicode.IsSpace) >= 0 {
+			add(key, "%q must not contain white space", name)
+		}
 		if name != "" && strings.HasPrefix(strings.ToLower(name), p) {
 			add(key, "%q starts with runners.name_prefix %q: Tarty would delete it as an orphan VM", name, c.Runners.NamePrefix)
 		}
