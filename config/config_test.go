@@ -291,6 +291,11 @@ func TestConfigFilePermissionWarning(t *testing.T) {
 	if strings.Contains(strings.Join(warnings, ""), "\n  token: t") {
 		t.Error("warning shows the file content")
 	}
+	// An SSH password is a secret too.
+	writeFile(t, path, "github:\n  organization: acme\nimages: {base: b, runner: r}\nrebuild: {command: x}\nssh: {password: admin}\n", 0o644)
+	if _, warnings, _ = Load(path, secretsEnv()); len(warnings) != 1 {
+		t.Errorf("ssh.password in a 0644 file: warnings = %q", warnings)
+	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -102,8 +102,8 @@ func Load(path string, env Env) (*Config, []string, error) {
 	if len(data) > maxConfigSize {
 		return nil, nil, fmt.Errorf("load config %s: larger than %d bytes", path, maxConfigSize)
 	}
-	cfg, warnings, err := Parse(data, path, env)
-	if fileHoldsSecret(data) {
+	cfg, warnings, inline, err := parse(data, path, env)
+	if inline {
 		if w := permissionWarning(path); w != "" {
 			warnings = append(warnings, w)
 		}
@@ -114,18 +114,26 @@ func Load(path string, env Env) (*Config, []string, error) {
 // Parse decodes and validates config data; name is used in messages. Secret
 // files named by *_file keys are read from disk.
 func Parse(data []byte, name string, env Env) (*Config, []string, error) {
+	cfg, warnings, _, err := parse(data, name, env)
+	return cfg, warnings, err
+}
+
+// parse is Parse that also says whether the data itself holds a secret
+// (a token, webhook secret or SSH password written inline).
+func parse(data []byte, name string, env Env) (_ *Config, _ []string, inlineSecret bool, _ error) {
 	cfg := Default()
 	d := &decoder{lines: map[string]int{}}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, &Error{Path: name, Problems: []Problem{{Key: "(file)", Message: yamlMessage(err)}}}
+		return nil, nil, false, &Error{Path: name, Problems: []Problem{{Key: "(file)", Message: yamlMessage(err)}}}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, nil, &Error{Path: name, Problems: []Problem{{Key: "(file)", Message: "holds more than one YAML document"}}}
+		return nil, nil, false, &Error{Path: name, Problems: []Problem{{Key: "(file)", Message: "holds more than one YAML document"}}}
 	}
 	d.decode(&root, reflect.ValueOf(&cfg).Elem(), "")
+	inlineSecret = cfg.GitHub.Token.IsSet() || cfg.GitHub.WebhookSecret.IsSet() || cfg.SSH.Password.IsSet()
 
 	var warnings []string
 	cfg.applyHostDefaults(env)
@@ -142,9 +150,9 @@ func Parse(data []byte, name string, env Env) (*Config, []string, error) {
 		return li != 0 && (lj == 0 || li < lj)
 	})
 	if len(problems) > 0 {
-		return nil, warnings, &Error{Path: name, Problems: problems}
+		return nil, warnings, inlineSecret, &Error{Path: name, Problems: problems}
 	}
-	return &cfg, warnings, nil
+	return &cfg, warnings, inlineSecret, nil
 }
 
 // yamlMessage keeps the parser's message and line but drops its "yaml: " prefix.
@@ -272,18 +280,4 @@ func permissionWarning(path string) string {
 	}
 	return fmt.Sprintf("%s holds a secret but is readable by group or others (mode %04o); run chmod 600 %s",
 		path, info.Mode().Perm(), path)
-}
-
-// fileHoldsSecret reports whether the raw file sets token or webhook_secret inline.
-func fileHoldsSecret(data []byte) bool {
-	var root struct {
-		GitHub struct {
-			Token         string `yaml:"token"`
-			WebhookSecret string `yaml:"webhook_secret"`
-		} `yaml:"github"`
-	}
-	if yaml.Unmarshal(data, &root) != nil {
-		return false
-	}
-	return root.GitHub.Token != "" || root.GitHub.WebhookSecret != ""
 }
