@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 var (
@@ -88,7 +88,7 @@ func (c *Config) validateGitHub(add addFunc) {
 	case !loginRE.MatchString(g.Organization):
 		add("github.organization", "%q is not a GitHub organisation login", g.Organization)
 	}
-	if name, err := scheduler.RepositoryName(g.Organization, g.Repository); err != nil {
+	if name, err := tarty.RepositoryName(g.Organization, g.Repository); err != nil {
 		add("github.repository", "%v", err)
 	} else if name != "" && (!repoRE.MatchString(name) || name == "." || name == "..") {
 		add("github.repository", "%q is not a repository name", g.Repository)
@@ -134,7 +134,7 @@ func (c *Config) validateGitHub(add addFunc) {
 		if !own {
 			add("github.labels", "name at least one label of your own besides self-hosted, macOS and ARM64, so that `runs-on: self-hosted` jobs of other workflows do not start VMs here")
 		}
-		if n := len(scheduler.RunnerLabels(g.Labels)); n > 100 {
+		if n := len(tarty.RunnerLabels(g.Labels)); n > 100 {
 			add("github.labels", "%d labels; GitHub allows at most 100 per runner", n)
 		}
 	}
@@ -144,7 +144,7 @@ func (c *Config) validateGitHub(add addFunc) {
 }
 
 func isDefaultLabel(l string) bool {
-	for _, d := range scheduler.DefaultRunnerLabels {
+	for _, d := range tarty.DefaultRunnerLabels {
 		if strings.EqualFold(l, d) {
 			return true
 		}

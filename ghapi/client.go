@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-github/v62/github"
 	"github.com/rs/zerolog"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // DefaultBaseURL is github.com's API.
@@ -51,7 +51,7 @@ type Options struct {
 	// RunnerGroup names the organisation runner group (default "Default").
 	RunnerGroup string
 	// Labels are the configured runner labels; the runner registers with
-	// scheduler.RunnerLabels(Labels).
+	// tarty.RunnerLabels(Labels).
 	Labels []string
 	// UserAgent, e.g. "tarty/1.2.3" (default "tarty").
 	UserAgent string
@@ -101,18 +101,13 @@ type repoRef struct {
 
 func (r repoRef) fullName() string { return r.owner + "/" + r.name }
 
-var (
-	_ scheduler.Runners = (*Client)(nil)
-	_ scheduler.Jobs    = (*Client)(nil)
-)
-
 // New builds a Client. It makes no request.
 func New(o Options) (*Client, error) {
 	org := strings.TrimSpace(o.Organization)
 	if org == "" {
 		return nil, errors.New("github client: organization is required")
 	}
-	repo, err := scheduler.RepositoryName(org, o.Repository)
+	repo, err := tarty.RepositoryName(org, o.Repository)
 	if err != nil {
 		return nil, fmt.Errorf("github client: %w", err)
 	}
@@ -162,7 +157,7 @@ func New(o Options) (*Client, error) {
 		org:         org,
 		repo:        repo,
 		group:       strings.TrimSpace(o.RunnerGroup),
-		labels:      scheduler.RunnerLabels(o.Labels),
+		labels:      tarty.RunnerLabels(o.Labels),
 		now:         o.Clock,
 		onRateLimit: o.OnRateLimit,
 		log:         o.Logger,

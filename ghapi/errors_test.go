@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tartyci/tarty"
 	"github.com/tartyci/tarty/ghapi/fakegithub"
-	"github.com/tartyci/tarty/scheduler"
 )
 
 var requestIDRe = regexp.MustCompile(`\(request [0-9A-F]{4}:[0-9A-F]{4}:[0-9A-F:]+\)$`)
@@ -65,7 +65,7 @@ func TestRateLimitFormsBecomeOneError(t *testing.T) {
 				t.Fatalf("err = %T %v, want *RateLimitError", err, err)
 			}
 			want := tt.wantWait(clk.Now(), s.RateReset())
-			if got, ok := scheduler.RetryAfter(err); !ok || got != want {
+			if got, ok := tarty.RetryAfter(err); !ok || got != want {
 				t.Errorf("RetryAfter = %v, %v; want %v", got, ok, want)
 			}
 			if rle.StatusCode != tt.wantStatus || rle.Secondary != tt.wantSecondary || !rle.Temporary() {
@@ -96,7 +96,7 @@ func TestRateLimitLocalRefusal(t *testing.T) {
 	calls := s.CallsMatching("", "")
 	clk.Advance(4 * time.Minute)
 	_, err := c.ListRunners(ctx, "")
-	if d, ok := scheduler.RetryAfter(err); !ok || d != 6*time.Minute {
+	if d, ok := tarty.RetryAfter(err); !ok || d != 6*time.Minute {
 		t.Fatalf("second call: %v (wait %v), want a 6m wait", err, d)
 	}
 	if s.CallsMatching("", "") != calls {
@@ -125,10 +125,10 @@ func TestServerErrorsAreTemporary(t *testing.T) {
 			if !errors.As(err, &ae) || ae.StatusCode != tt.status || ae.Temporary() != tt.wantTemp {
 				t.Fatalf("err = %T %v", err, err)
 			}
-			if _, ok := scheduler.RetryAfter(err); ok {
+			if _, ok := tarty.RetryAfter(err); ok {
 				t.Error("a non-rate-limit error carries a RetryAfter")
 			}
-			if scheduler.IsBusy(err) {
+			if tarty.IsBusy(err) {
 				t.Error("looks busy")
 			}
 			if !strings.HasPrefix(err.Error(), "github: remove runner 77: ") || !requestIDRe.MatchString(err.Error()) {

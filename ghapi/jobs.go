@@ -8,20 +8,22 @@ import (
 
 	"github.com/google/go-github/v62/github"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // QueuedJobs returns every job in scope whose own status is queued, from
 // workflow runs that are queued or in progress (a run in progress can still
-// have queued jobs) and were created in the last 24 hours. Unchanged pages
-// come back as free 304s thanks to the ETag cache. Any failure fails the whole
-// poll, so that the scheduler never mistakes a repository it could not read
-// for one without queued jobs; an organisation repository that vanished
-// since it was listed (404) is skipped, but the configured one is an error.
-func (c *Client) QueuedJobs(ctx context.Context) ([]scheduler.JobEvent, error) {
+// have queued jobs) and were created in the last 24 hours, per repository:
+// a repository that cannot be read is reported in Failed and the others are
+// still read, so that the scheduler never mistakes a repository it could not
+// read for one without queued jobs. Unchanged pages come back as free 304s
+// thanks to the ETag cache. An organisation repository that vanished since it
+// was listed (404) is skipped, but the configured one is a failure.
+func (c *Client) QueuedJobs(ctx context.Context) (tarty.PollResult, error) {
+	var res tarty.PollResult
 	repos, err := c.reposInScope(ctx)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	now := c.now()
 	since := now.Add(-pollWindow)
@@ -29,7 +31,6 @@ func (c *Client) QueuedJobs(ctx context.Context) ([]scheduler.JobEvent, error) {
 	// the hour send the same URL and get 304s; the exact cut is made below.
 	created := ">=" + since.UTC().Truncate(time.Hour).Format(time.RFC3339)
 
-	var out []scheduler.JobEvent
 	seen := map[int64]bool{}
 	for _, repo := range repos {
 		events, err := c.queuedJobsIn(ctx, repo, created, since)
@@ -39,20 +40,28 @@ func (c *Client) QueuedJobs(ctx context.Context) ([]scheduler.JobEvent, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			if ctx.Err() != nil {
+				return tarty.PollResult{}, err
+			}
+			if res.Failed == nil {
+				res.Failed = map[string]error{}
+			}
+			res.Failed[repo.fullName()] = err
+			continue
 		}
+		res.Complete = append(res.Complete, repo.fullName())
 		for _, e := range events {
 			if !seen[e.JobID] {
 				seen[e.JobID] = true
-				out = append(out, e)
+				res.Jobs = append(res.Jobs, e)
 			}
 		}
 	}
-	return out, nil
+	return res, nil
 }
 
-func (c *Client) queuedJobsIn(ctx context.Context, repo repoRef, created string, since time.Time) ([]scheduler.JobEvent, error) {
-	var out []scheduler.JobEvent
+func (c *Client) queuedJobsIn(ctx context.Context, repo repoRef, created string, since time.Time) ([]tarty.JobEvent, error) {
+	var out []tarty.JobEvent
 	for _, status := range []string{"queued", "in_progress"} {
 		runs, err := c.runs(ctx, repo, status, created)
 		if err != nil {
@@ -78,9 +87,10 @@ func (c *Client) queuedJobsIn(ctx context.Context, repo repoRef, created string,
 				if attempt == 0 {
 					attempt = int64(run.GetRunAttempt())
 				}
-				out = append(out, scheduler.JobEvent{
-					Source:       scheduler.SourcePoller,
-					Action:       scheduler.ActionQueued,
+				out = append(out, tarty.JobEvent{
+					Source:       tarty.SourcePoller,
+					Action:       tarty.ActionQueued,
+					Status:       j.GetStatus(),
 					JobID:        j.GetID(),
 					RunID:        runID,
 					RunAttempt:   attempt,

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tartyci/tarty"
 	"github.com/tartyci/tarty/ghapi/fakegithub"
-	"github.com/tartyci/tarty/scheduler"
 )
 
-func sortedJobIDs(evs []scheduler.JobEvent) []int64 {
+func sortedJobIDs(evs []tarty.JobEvent) []int64 {
 	ids := make([]int64, len(evs))
 	for i, e := range evs {
 		ids[i] = e.JobID
@@ -30,22 +30,22 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 	clk := newClockInHour()
 	s := newFake(t, fakegithub.Config{Now: clk.Now})
 	now := clk.Now()
-	tarty := []string{"self-hosted", "macOS", "tarty"}
+	ourLabels := []string{"self-hosted", "macOS", "tarty"}
 
 	// app: a queued run with two queued jobs.
 	r1 := s.AddRun("app", "queued", now.Add(-10*time.Minute),
-		fakegithub.JobSpec{Labels: tarty}, fakegithub.JobSpec{Labels: []string{"ubuntu-latest"}})
+		fakegithub.JobSpec{Labels: ourLabels}, fakegithub.JobSpec{Labels: []string{"ubuntu-latest"}})
 	// lib: a run in progress with one job done, one running, one still queued.
 	r2 := s.AddRun("lib", "in_progress", now.Add(-30*time.Minute),
-		fakegithub.JobSpec{Labels: tarty, Status: "completed"},
-		fakegithub.JobSpec{Labels: tarty, Status: "in_progress"},
-		fakegithub.JobSpec{Labels: tarty})
+		fakegithub.JobSpec{Labels: ourLabels, Status: "completed"},
+		fakegithub.JobSpec{Labels: ourLabels, Status: "in_progress"},
+		fakegithub.JobSpec{Labels: ourLabels})
 	// Not demand: a completed run, a run older than 24 h (still inside the
 	// hour-rounded URL filter), a waiting job, and a queued run in an archived repo.
-	s.AddRun("app", "completed", now.Add(-time.Hour), fakegithub.JobSpec{Labels: tarty, Status: "completed"})
-	s.AddRun("app", "queued", now.Add(-24*time.Hour-time.Second), fakegithub.JobSpec{Labels: tarty})
-	s.AddRun("lib", "queued", now.Add(-time.Minute), fakegithub.JobSpec{Labels: tarty, Status: "waiting"})
-	s.AddRun("old", "queued", now.Add(-time.Minute), fakegithub.JobSpec{Labels: tarty})
+	s.AddRun("app", "completed", now.Add(-time.Hour), fakegithub.JobSpec{Labels: ourLabels, Status: "completed"})
+	s.AddRun("app", "queued", now.Add(-24*time.Hour-time.Second), fakegithub.JobSpec{Labels: ourLabels})
+	s.AddRun("lib", "queued", now.Add(-time.Minute), fakegithub.JobSpec{Labels: ourLabels, Status: "waiting"})
+	s.AddRun("old", "queued", now.Add(-time.Minute), fakegithub.JobSpec{Labels: ourLabels})
 	if err := s.SetArchived("old", true); err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,8 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 	c := newTestClient(t, s, func(o *Options) { o.Clock = clk.Now; o.Transport = rec })
 	ctx := context.Background()
 
-	evs, err := c.QueuedJobs(ctx)
+	resevs, err := c.QueuedJobs(ctx)
+	evs := resevs.Jobs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,9 +67,9 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 	}
 	for _, e := range evs {
 		j, _ := s.Job(e.JobID)
-		wantEv := scheduler.JobEvent{
-			Source: scheduler.SourcePoller, Action: scheduler.ActionQueued,
-			JobID: j.ID, RunID: j.RunID, RunAttempt: 1, Labels: j.Labels,
+		wantEv := tarty.JobEvent{
+			Source: tarty.SourcePoller, Action: tarty.ActionQueued,
+			JobID: j.ID, RunID: j.RunID, RunAttempt: 1, Status: "queued", Labels: j.Labels,
 			Repository: j.Repo, Organization: "acme", CreatedAt: j.CreatedAt,
 		}
 		if !e.CreatedAt.Equal(wantEv.CreatedAt) || !slices.Equal(e.Labels, wantEv.Labels) {
@@ -96,7 +97,8 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 	// page unchanged, so it costs no rate-limit unit.
 	before := s.RateRemaining()
 	clk.Advance(5 * time.Minute)
-	evs2, err := c.QueuedJobs(ctx)
+	resevs2, err := c.QueuedJobs(ctx)
+	evs2 := resevs2.Jobs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +122,8 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 	if err := s.SetJobStatus(r2.JobIDs[2], "in_progress", "tarty-mac-1"); err != nil {
 		t.Fatal(err)
 	}
-	evs3, err := c.QueuedJobs(ctx)
+	resevs3, err := c.QueuedJobs(ctx)
+	evs3 := resevs3.Jobs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,7 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 	}
 }
 
-func equalEvent(a, b scheduler.JobEvent) bool {
+func equalEvent(a, b tarty.JobEvent) bool {
 	return a.Source == b.Source && a.Action == b.Action && a.JobID == b.JobID && a.RunID == b.RunID &&
 		a.RunAttempt == b.RunAttempt && a.Repository == b.Repository && a.Organization == b.Organization &&
 		a.RunnerName == b.RunnerName && a.DeliveryID == b.DeliveryID
@@ -161,7 +164,8 @@ func TestQueuedJobsRepositoryScopeAndPaging(t *testing.T) {
 	s.AddRun("other", "queued", clk.Now(), fakegithub.JobSpec{Labels: []string{"tarty"}})
 
 	c := newTestClient(t, s, func(o *Options) { o.Clock = clk.Now; o.Repository = "acme/app" })
-	evs, err := c.QueuedJobs(context.Background())
+	resevs, err := c.QueuedJobs(context.Background())
+	evs := resevs.Jobs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,16 +191,17 @@ func TestQueuedJobsRepositoryScopeAndPaging(t *testing.T) {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-func TestQueuedJobsFailureFailsThePoll(t *testing.T) {
+func TestQueuedJobsFailureIsPerRepository(t *testing.T) {
 	s := newFake(t, fakegithub.Config{})
 	s.AddRun("app", "queued", time.Time{}, fakegithub.JobSpec{Labels: []string{"tarty"}})
 	s.AddRun("lib", "queued", time.Time{}, fakegithub.JobSpec{Labels: []string{"tarty"}})
 	s.Inject(fakegithub.Fault{Method: "GET", Path: "/repos/acme/lib/actions/runs/*/jobs", Kind: fakegithub.ServerError, Status: 503})
 	c := newTestClient(t, s, nil)
-	evs, err := c.QueuedJobs(context.Background())
-	if err == nil || evs != nil {
-		t.Fatalf("QueuedJobs = %v, %v; want an error and no partial result", evs, err)
+	res, err := c.QueuedJobs(context.Background())
+	if err != nil || len(res.Jobs) != 1 || !slices.Equal(res.Complete, []string{"acme/app"}) {
+		t.Fatalf("QueuedJobs = %+v, %v; want app's job, app complete, lib failed", res, err)
 	}
+	err = res.Failed["acme/lib"]
 	var tmp interface{ Temporary() bool }
 	if !errors.As(err, &tmp) || !tmp.Temporary() {
 		t.Errorf("err %v is not temporary", err)
@@ -205,8 +210,8 @@ func TestQueuedJobsFailureFailsThePoll(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 	// The fault was one-shot: the next poll works.
-	if evs, err := c.QueuedJobs(context.Background()); err != nil || len(evs) != 2 {
-		t.Fatalf("retry: %v, %v", evs, err)
+	if res, err := c.QueuedJobs(context.Background()); err != nil || len(res.Jobs) != 2 || len(res.Failed) != 0 {
+		t.Fatalf("retry: %+v, %v", res, err)
 	}
 }
 
@@ -223,7 +228,8 @@ func TestQueuedJobsVanishedAndForbiddenRepositories(t *testing.T) {
 	// A repository deleted since it was listed (404) is skipped, and the
 	// repository list is refreshed on the next poll.
 	s.RemoveRepo("gone")
-	evs, err := c.QueuedJobs(ctx)
+	resevs, err := c.QueuedJobs(ctx)
+	evs := resevs.Jobs
 	if err != nil || len(evs) != 1 || evs[0].JobID != r.JobIDs[0] {
 		t.Fatalf("QueuedJobs = %+v, %v", evs, err)
 	}
@@ -234,18 +240,22 @@ func TestQueuedJobsVanishedAndForbiddenRepositories(t *testing.T) {
 		t.Errorf("repository list fetched %d times, want 2", n)
 	}
 
-	// A 403 is not "gone": the poll fails rather than lose that repository's demand.
+	// A 403 is not "gone": the repository is reported as failed, so its
+	// demand is kept rather than lost.
 	s.Inject(fakegithub.Fault{Method: "GET", Path: "/repos/acme/app/actions/runs", Kind: fakegithub.Forbidden})
-	if evs, err := c.QueuedJobs(ctx); err == nil || evs != nil {
-		t.Fatalf("QueuedJobs = %v, %v; want a 403 error", evs, err)
+	if res, err := c.QueuedJobs(ctx); err != nil || res.Jobs != nil || statusOf(res.Failed["acme/app"]) != http.StatusForbidden {
+		t.Fatalf("QueuedJobs = %+v, %v; want acme/app failed with 403", res, err)
 	}
 }
 
 func TestQueuedJobsConfiguredRepositoryMissing(t *testing.T) {
 	s := newFake(t, fakegithub.Config{})
 	c := newTestClient(t, s, func(o *Options) { o.Repository = "nope" })
-	_, err := c.QueuedJobs(context.Background())
-	if statusOf(err) != http.StatusNotFound {
+	res, err := c.QueuedJobs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Failed["acme/nope"]; statusOf(err) != http.StatusNotFound {
 		t.Fatalf("err = %v, want a 404", err)
 	}
 }
@@ -310,7 +320,8 @@ func BenchmarkQueuedJobsWarm(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		evs, err := c.QueuedJobs(ctx)
+		resevs, err := c.QueuedJobs(ctx)
+		evs := resevs.Jobs
 		if err != nil || len(evs) != 40 {
 			b.Fatalf("%d jobs, %v", len(evs), err)
 		}

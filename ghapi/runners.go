@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-github/v62/github"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // JITConfig registers a just-in-time runner called name with the configured
@@ -97,10 +97,10 @@ func (c *Client) forgetRunnerGroup() {
 }
 
 // ListRunners returns every runner in scope whose name starts with prefix.
-func (c *Client) ListRunners(ctx context.Context, prefix string) ([]scheduler.Runner, error) {
+func (c *Client) ListRunners(ctx context.Context, prefix string) ([]tarty.Runner, error) {
 	op := "list runners"
 	opts := &github.ListRunnersOptions{ListOptions: github.ListOptions{PerPage: perPage}}
-	var out []scheduler.Runner
+	var out []tarty.Runner
 	for {
 		var (
 			page *github.Runners
@@ -117,7 +117,7 @@ func (c *Client) ListRunners(ctx context.Context, prefix string) ([]scheduler.Ru
 		}
 		for _, r := range page.Runners {
 			if strings.HasPrefix(r.GetName(), prefix) {
-				out = append(out, scheduler.Runner{
+				out = append(out, tarty.Runner{
 					ID:     r.GetID(),
 					Name:   r.GetName(),
 					Online: r.GetStatus() == "online",

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tartyci/tarty"
 	"github.com/tartyci/tarty/ghapi/fakegithub"
-	"github.com/tartyci/tarty/scheduler"
 )
 
 func TestJITConfig(t *testing.T) {
@@ -91,7 +91,7 @@ func TestJITConfig(t *testing.T) {
 			if strings.Contains(msg, enc) || strings.Contains(msg, s.Token()) {
 				t.Errorf("error leaks a secret: %q", msg)
 			}
-			if scheduler.IsBusy(err) {
+			if tarty.IsBusy(err) {
 				t.Error("409 must not look busy")
 			}
 		})
@@ -119,14 +119,14 @@ func TestListRunnersPages(t *testing.T) {
 			if repo != "" {
 				scope = s.AddRepo(repo)
 			}
-			want := map[string]scheduler.Runner{}
+			want := map[string]tarty.Runner{}
 			for i := 0; i < 250; i++ {
 				name := fmt.Sprintf("tarty-mac-%03d", i)
 				if i%5 == 0 {
 					name = fmt.Sprintf("other-%03d", i)
 				}
 				r := s.AddRunner(scope, name, "self-hosted")
-				sr := scheduler.Runner{ID: r.ID, Name: name}
+				sr := tarty.Runner{ID: r.ID, Name: name}
 				switch i % 3 {
 				case 1:
 					_ = s.SetRunnerStatus(r.ID, "online")
@@ -141,7 +141,7 @@ func TestListRunnersPages(t *testing.T) {
 			}
 			// Organisation scope: one more match; repository scope: another scope, not listed.
 			if e := s.AddRunner("", "tarty-mac-elsewhere"); repo == "" {
-				want[e.Name] = scheduler.Runner{ID: e.ID, Name: e.Name}
+				want[e.Name] = tarty.Runner{ID: e.ID, Name: e.Name}
 			}
 			c := newTestClient(t, s, func(o *Options) { o.Repository = repo })
 
@@ -205,7 +205,7 @@ func TestRemoveRunner(t *testing.T) {
 			c := newTestClient(t, s, func(o *Options) { o.Repository = tt.repo })
 			err := c.RemoveRunner(context.Background(), id)
 			if tt.wantBusy {
-				if !scheduler.IsBusy(err) || !errors.Is(err, ErrRunnerBusy) {
+				if !tarty.IsBusy(err) || !errors.Is(err, ErrRunnerBusy) {
 					t.Fatalf("err = %v, want busy", err)
 				}
 				if !strings.Contains(err.Error(), fmt.Sprintf("github: remove runner %d: 422", id)) || !strings.Contains(err.Error(), "(request ") {

@@ -2,37 +2,59 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"io"
 	"time"
+
+	"github.com/tartyci/tarty"
 )
 
 // The interfaces below are what the scheduler needs from the outside world. They
-// use only standard types and the scheduler's own, so tartvm and sshexec satisfy
-// them without importing this package, and tests substitute function-field fakes.
+// use only standard types and the leaf package tarty, so the adapters (tartvm,
+// sshexec, ghapi) satisfy them without importing this package, and tests
+// substitute function-field fakes.
 
-// VMs drives tart. tartvm.Client implements it.
-type VMs interface {
-	// Clone copies source to a new local VM name; it fails if name exists.
-	Clone(ctx context.Context, source, name string) error
-	// Set gives the VM a random MAC address and, when non-zero, a CPU count and memory size.
-	Set(ctx context.Context, name string, cpu, memoryMB int) error
-	// Run boots the VM detached from Tarty's process group. The channel delivers
-	// the result of `tart run` once (nil after a clean exit) when the VM stops.
-	Run(ctx context.Context, name string) (<-chan error, error)
-	// IP waits up to wait for the VM's IPv4 address.
-	IP(ctx context.Context, name string, wait time.Duration) (string, error)
-	// Stop stops a running VM; a VM that is not running is not an error.
-	Stop(ctx context.Context, name string, timeout time.Duration) error
-	// Delete removes a VM; a missing VM is not an error.
+// Backend is where runner VMs live: tart on this Mac (tartvm.Backend) or, later,
+// a fleet of Macs behind an orchestrator. Everything the decisions need to know
+// about the host, its capacity included, comes through here.
+type Backend interface {
+	// Capacity reports how many VMs Tarty may run at once right now, before
+	// runners.max is applied: for local tart, Apple's two macOS VMs minus the
+	// foreign macOS VMs running (those without Tarty's prefix).
+	Capacity(ctx context.Context) (Capacity, error)
+	// VMs lists the backend's VMs whose names start with prefix.
+	VMs(ctx context.Context, prefix string) ([]VM, error)
+	// Create makes VM name from image, ready to boot: for local tart, clone
+	// plus a random MAC address (and CPU and memory when configured).
+	Create(ctx context.Context, image, name string) error
+	// Boot starts VM name, detached from Tarty's process so that a restart
+	// does not kill it. The channel delivers once, when the VM stops: nil for
+	// a clean power-off or host stop, an error when the guest crashed or the
+	// VM could not start (possibly late: the two-VM limit can arrive after
+	// Boot returned). An error from Boot itself means it never started.
+	Boot(ctx context.Context, name string) (<-chan error, error)
+	// Address returns the guest's address for SSH, waiting up to wait. While
+	// the VM runs a failure is worth retrying.
+	Address(ctx context.Context, name string, wait time.Duration) (string, error)
+	// Stop powers VM name off from the host; one that is not running (or
+	// missing) is not an error.
+	Stop(ctx context.Context, name string) error
+	// Delete removes VM name; a missing one is not an error.
 	Delete(ctx context.Context, name string) error
-	// Rename renames a local VM.
-	Rename(ctx context.Context, name, newName string) error
-	// States maps every local VM name to its state: running, suspended or stopped.
-	States(ctx context.Context) (map[string]string, error)
-	// OS returns a local VM's guest OS, "darwin" or "linux": only macOS VMs count
-	// against Apple's two-VM limit.
-	OS(ctx context.Context, name string) (string, error)
+}
+
+// Capacity is what a backend can run right now.
+type Capacity struct {
+	// Slots is how many of Tarty's VMs may run at once (Tarty's own running
+	// VMs included, foreign ones excluded), before runners.max.
+	Slots int
+	// Foreign names the VMs that are not Tarty's but count against the limit.
+	Foreign []string
+}
+
+// VM is one of the backend's VMs.
+type VM struct {
+	Name    string
+	Running bool
 }
 
 // Guest runs commands in a booted VM over SSH. sshexec implements it. image names
@@ -51,63 +73,22 @@ type Guest interface {
 	ForgetHostKey(image string) error
 }
 
-// Runner is a self-hosted runner registration seen through the GitHub API.
-type Runner struct {
-	ID     int64
-	Name   string
-	Online bool // status "online"
-	Busy   bool // running a job right now
-}
-
-// Runners manages runner registrations. The github package implements it.
+// Runners manages runner registrations. ghapi implements it.
 type Runners interface {
 	// JITConfig registers a just-in-time runner called name with Tarty's labels
 	// and returns its ID and the encoded config (a credential: never log it).
 	JITConfig(ctx context.Context, name string) (runnerID int64, encoded string, err error)
 	// ListRunners returns every runner whose name starts with prefix.
-	ListRunners(ctx context.Context, prefix string) ([]Runner, error)
+	ListRunners(ctx context.Context, prefix string) ([]tarty.Runner, error)
 	// RemoveRunner deletes a registration; one already gone is not an error.
 	// A runner still running a job gives an error with a Busy() bool method.
 	RemoveRunner(ctx context.Context, id int64) error
 }
 
-// Jobs finds queued jobs for the reconciliation poller. The github package implements it.
+// Jobs finds queued jobs for the reconciliation poller. ghapi implements it.
 type Jobs interface {
-	// QueuedJobs returns the jobs in scope whose status is queued, as
-	// ActionQueued events from SourcePoller.
-	QueuedJobs(ctx context.Context) ([]JobEvent, error)
-}
-
-// The adapters report what the scheduler branches on through methods on their
-// errors, so it never imports them. The helpers below look through wrapping.
-
-// IsVMLimit reports whether err is tart's "The number of VMs exceeds the system
-// limit" (an error with VMLimit() true): never retried blindly.
-func IsVMLimit(err error) bool {
-	var e interface{ VMLimit() bool }
-	return errors.As(err, &e) && e.VMLimit()
-}
-
-// IsBusy reports whether err says a runner is still running a job (Busy() true).
-func IsBusy(err error) bool {
-	var e interface{ Busy() bool }
-	return errors.As(err, &e) && e.Busy()
-}
-
-// RetryAfter returns how long GitHub asked us to wait, when err carries it
-// (rate limits, 429, Retry-After).
-func RetryAfter(err error) (time.Duration, bool) {
-	var e interface{ RetryAfter() time.Duration }
-	if errors.As(err, &e) {
-		return e.RetryAfter(), true
-	}
-	return 0, false
-}
-
-// IsHostKeyChanged reports whether err says a guest presented a host key other
-// than the one trusted for its image (HostKeyChanged() true): a security
-// event to surface, never retried.
-func IsHostKeyChanged(err error) bool {
-	var e interface{ HostKeyChanged() bool }
-	return errors.As(err, &e) && e.HostKeyChanged()
+	// QueuedJobs returns the jobs in scope whose own status is queued, per
+	// repository: which repositories were read in full and which failed. An
+	// error means the poll learnt nothing (the scope itself could not be read).
+	QueuedJobs(ctx context.Context) (tarty.PollResult, error)
 }

@@ -12,8 +12,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
+	"github.com/tartyci/tarty/internal/sshdtest"
 	"github.com/tartyci/tarty/sshexec"
-	"github.com/tartyci/tarty/sshexec/internal/sshdtest"
 )
 
 // serveAgent runs an in-memory SSH agent holding the key in keyFile.

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartyci/tarty/sshexec/internal/sshdtest"
+	"github.com/tartyci/tarty/internal/sshdtest"
 )
 
 // BenchmarkRun measures one Run of "true" against a local sshd: a whole

@@ -15,8 +15,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tartyci/tarty/internal/sshdtest"
 	"github.com/tartyci/tarty/sshexec"
-	"github.com/tartyci/tarty/sshexec/internal/sshdtest"
 )
 
 var clientKinds = []string{sshexec.ClientNative, sshexec.ClientOpenSSH}

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tartyci/tarty/internal/sshdtest"
 	"github.com/tartyci/tarty/sshexec"
-	"github.com/tartyci/tarty/sshexec/internal/sshdtest"
 )
 
 const image = "ghcr.io/acme/runner:latest" // clones of one image share its host key

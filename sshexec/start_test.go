@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tartyci/tarty/internal/sshdtest"
 	"github.com/tartyci/tarty/sshexec"
-	"github.com/tartyci/tarty/sshexec/internal/sshdtest"
 )
 
 func newSecret(t *testing.T) string {

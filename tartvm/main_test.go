@@ -6,13 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartyci/tarty/scheduler"
 	"github.com/tartyci/tarty/tartvm"
 	"github.com/tartyci/tarty/tartvm/faketart/tarttest"
 )
-
-// The scheduler drives VMs through this port; tartvm must not import it.
-var _ scheduler.VMs = (*tartvm.Client)(nil)
 
 func TestMain(m *testing.M) {
 	code := m.Run()

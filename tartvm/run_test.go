@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 	"github.com/tartyci/tarty/tartvm"
 	"github.com/tartyci/tarty/tartvm/faketart"
 )
@@ -266,7 +266,7 @@ func TestVMLimit(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no run failed")
 	}
-	if !tartvm.VMLimit(limitErr) || !scheduler.IsVMLimit(limitErr) {
+	if !tartvm.VMLimit(limitErr) || !tarty.IsVMLimit(limitErr) {
 		t.Fatalf("%s: %v, want the VM limit", failed, limitErr)
 	}
 	if !strings.Contains(limitErr.Error(), "exit 1: The number of VMs exceeds the system limit (other running VMs: ") {
@@ -287,7 +287,7 @@ func TestVMLimit(t *testing.T) {
 	// With the start grace the limit comes back from Run itself.
 	gc := tartvm.New(tartvm.Options{Path: env.Bin, Home: env.Home, LogDir: t.TempDir()})
 	_, err := gc.Run(ctx, failed)
-	if !scheduler.IsVMLimit(err) {
+	if !tarty.IsVMLimit(err) {
 		t.Errorf("Run with grace = %v, want the VM limit", err)
 	}
 

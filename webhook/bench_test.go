@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-github/v62/github"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // BenchmarkDelivery measures one signed workflow_job queued delivery (GitHub's
@@ -30,7 +30,7 @@ func BenchmarkDelivery(b *testing.B) {
 	body := fixture(b, fxDeployment)
 	sig := sign(testSecret, body)
 
-	events := make(chan scheduler.JobEvent, 1024)
+	events := make(chan tarty.JobEvent, 1024)
 	drained := make(chan struct{})
 	go func() {
 		defer close(drained)
@@ -41,7 +41,7 @@ func BenchmarkDelivery(b *testing.B) {
 	srv, err := New(Options{
 		Secret:       []byte(testSecret),
 		Organization: "lineville",
-		Matcher:      scheduler.NewLabelMatcher([]string{"k8s"}),
+		Matcher:      tarty.NewLabelMatcher([]string{"k8s"}),
 		Events:       events,
 		Registerer:   prometheus.NewRegistry(),
 	})

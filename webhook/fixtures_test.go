@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // TestFixtures sends each of GitHub's example payloads, byte for byte, signed as
@@ -28,29 +28,31 @@ func TestFixtures(t *testing.T) {
 		event string
 		org   string // the server's organisation
 		code  int
-		want  *scheduler.JobEvent
+		want  *tarty.JobEvent
 	}{
 		{fxQueued, "0ce5ec16f053d1ab9809b88f5bf0e2539995bb32571d97439afb60cd32f391ba", "workflow_job", "Octocoders", 202,
-			&scheduler.JobEvent{Action: "queued", JobID: 289782451, RunID: 2202229078, RunAttempt: 1,
-				Labels: []string{"ubuntu-latest"}, Repository: "Codertocat/Hello-World", Organization: "Octocoders",
+			&tarty.JobEvent{Action: "queued", JobID: 289782451, RunID: 2202229078, RunAttempt: 1, Status: "queued",
+				RunnerID: 5, Labels: []string{"ubuntu-latest"}, Repository: "Codertocat/Hello-World", Organization: "Octocoders",
 				RunnerName: "GitHub Actions 5", // a docs artefact: real queued events have none
 				CreatedAt:  ts("2021-09-13T02:21:13Z")}},
 		{fxDeployment, "d5328fc6bff3ae1d96c8abaeaba45d428e57891f8bd9ae5259f7ed0bb54bca2e", "workflow_job", "lineville", 202,
 			// action=queued although workflow_job.status=waiting: the action wins.
-			&scheduler.JobEvent{Action: "queued", JobID: 12877621891, RunID: 4747967848, RunAttempt: 1,
+			&tarty.JobEvent{Action: "queued", JobID: 12877621891, RunID: 4747967848, RunAttempt: 1, Status: "waiting",
 				Labels: []string{"self-hosted", "k8s"}, Repository: "lineville/elastic-machines-testing",
 				Organization: "lineville", CreatedAt: ts("2023-04-19T21:12:12Z")}},
 		{fxInProgress, "d9c7dd02a856a2d22f0a19de290689e78f9592eb6e59d06808b83fe714d8b4a8", "workflow_job", "wolfy1339", 202,
 			// No organization object (user-owned repository): the owner's login.
-			&scheduler.JobEvent{Action: "in_progress", JobID: 14541957942, RunID: 5373506832, RunAttempt: 1,
+			&tarty.JobEvent{Action: "in_progress", JobID: 14541957942, RunID: 5373506832, RunAttempt: 1, Status: "in_progress",
+				RunnerID: 6, StartedAt: ts("2023-06-26T03:31:36Z"),
 				Labels: []string{"ubuntu-latest"}, Repository: "wolfy1339/github-events-schemas",
 				Organization: "wolfy1339", RunnerName: "GitHub Actions 6", CreatedAt: ts("2023-06-26T03:31:29Z")}},
 		{fxCompleted, "2511d8d1e48c4a1286c50d50b1ac974ec354864d1ce9be89d7cfc88a15ef0d9b", "workflow_job", "octocoders", 202,
-			&scheduler.JobEvent{Action: "completed", JobID: 289782451, RunID: 2202229078, RunAttempt: 1,
+			&tarty.JobEvent{Action: "completed", JobID: 289782451, RunID: 2202229078, RunAttempt: 1, Status: "completed",
+				RunnerID: 5, StartedAt: ts("2021-08-05T10:34:58Z"),
 				Labels: []string{"ubuntu-latest"}, Repository: "Codertocat/Hello-World", Organization: "Octocoders",
 				RunnerName: "GitHub Actions 5", CreatedAt: ts("2021-08-05T10:33:58Z")}},
 		{fxWaiting, "4cae9a381940bbe073faa11c92fbeef705ac242da3d22a4f462375ebeaa66533", "workflow_job", "lineville", 202,
-			&scheduler.JobEvent{Action: "waiting", JobID: 12877621891, RunID: 4747967848, RunAttempt: 1,
+			&tarty.JobEvent{Action: "waiting", JobID: 12877621891, RunID: 4747967848, RunAttempt: 1, Status: "waiting",
 				Labels: []string{"self-hosted", "k8s"}, Repository: "lineville/elastic-machines-testing",
 				Organization: "lineville", CreatedAt: ts("2023-04-19T21:12:12Z")}},
 		{fxPing, "72c3e8a58d50077e06d86ec7fdb6b64953a99f0106b704d434364693c5fc3ddd", "ping", "Octocoders", 200, nil},
@@ -66,7 +68,7 @@ func TestFixtures(t *testing.T) {
 			env := startTestServer(t, func(o *Options) {
 				o.Organization = tt.org
 				// The fixtures' runs-on labels, made Tarty's for this test.
-				o.Matcher = scheduler.NewLabelMatcher([]string{"ubuntu-latest", "k8s"})
+				o.Matcher = tarty.NewLabelMatcher([]string{"ubuntu-latest", "k8s"})
 			})
 			id := "fixture-" + tt.file
 			a := env.send(t, delivery{event: tt.event, id: id, body: body, sig256: "sha256=" + tt.hmac})
@@ -78,7 +80,7 @@ func TestFixtures(t *testing.T) {
 				return
 			}
 			want := *tt.want
-			want.Source, want.DeliveryID = scheduler.SourceWebhook, id
+			want.Source, want.DeliveryID = tarty.SourceWebhook, id
 			if got := nextEvent(t, env.events); !reflect.DeepEqual(got, want) {
 				t.Errorf("event\n got %+v\nwant %+v", got, want)
 			}

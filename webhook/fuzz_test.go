@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // Signing modes of FuzzHandler (low three bits of mode).
@@ -40,15 +40,15 @@ func FuzzHandler(f *testing.F) {
 	orgs := []string{"Octocoders", "wolfy1339", "lineville"}
 	type target struct {
 		h      http.Handler
-		events chan scheduler.JobEvent
+		events chan tarty.JobEvent
 	}
 	targets := make([]target, len(orgs))
 	for i, org := range orgs {
-		events := make(chan scheduler.JobEvent, 1)
+		events := make(chan tarty.JobEvent, 1)
 		s, err := New(Options{
 			Secret:       []byte(testSecret),
 			Organization: org,
-			Matcher:      scheduler.NewLabelMatcher([]string{"ubuntu-latest", "k8s", "tarty"}),
+			Matcher:      tarty.NewLabelMatcher([]string{"ubuntu-latest", "k8s", "tarty"}),
 			Events:       events,
 			Registerer:   prometheus.NewRegistry(),
 		})
@@ -109,7 +109,7 @@ func FuzzHandler(f *testing.F) {
 		rec := httptest.NewRecorder()
 		tgt.h.ServeHTTP(rec, req)
 
-		var forwarded *scheduler.JobEvent
+		var forwarded *tarty.JobEvent
 		select {
 		case ev := <-tgt.events:
 			forwarded = &ev
@@ -130,7 +130,7 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("unexpected status %d", code)
 		}
 		if forwarded != nil {
-			if code != http.StatusAccepted || forwarded.Source != scheduler.SourceWebhook ||
+			if code != http.StatusAccepted || forwarded.Source != tarty.SourceWebhook ||
 				!forwarded.Action.Valid() || forwarded.JobID == 0 || forwarded.DeliveryID != id {
 				t.Fatalf("bad forward: answer %d, event %+v", code, *forwarded)
 			}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // Canonical header keys (net/http canonicalises X-GitHub-* to X-Github-*).
@@ -33,7 +33,7 @@ type outcome struct {
 	result string
 	msg    string // public message for error answers
 	reason error
-	job    *scheduler.JobEvent
+	job    *tarty.JobEvent
 }
 
 // Pre-encoded success bodies: answers stay small and cost no encoding.
@@ -133,7 +133,7 @@ func (s *Server) deliverJob(ctx context.Context, body []byte, id string) outcome
 }
 
 // route decides what an authentic workflow_job does and hands it on.
-func (s *Server) route(ctx context.Context, ev scheduler.JobEvent) outcome {
+func (s *Server) route(ctx context.Context, ev tarty.JobEvent) outcome {
 	ignored := func(result string) outcome {
 		return outcome{code: http.StatusAccepted, result: result, job: &ev}
 	}
@@ -161,11 +161,11 @@ func (s *Server) route(ctx context.Context, ev scheduler.JobEvent) outcome {
 // events, which can only remove demand (an unknown job ID is a no-op): those
 // with no labels at all (observed for completed jobs), and those of one of our
 // runners, which may have been handed a job with other labels.
-func (s *Server) wants(ev scheduler.JobEvent) bool {
+func (s *Server) wants(ev tarty.JobEvent) bool {
 	if s.opts.Matcher.Match(ev.Labels) {
 		return true
 	}
-	if ev.Action != scheduler.ActionInProgress && ev.Action != scheduler.ActionCompleted {
+	if ev.Action != tarty.ActionInProgress && ev.Action != tarty.ActionCompleted {
 		return false
 	}
 	return len(ev.Labels) == 0 ||
@@ -173,7 +173,7 @@ func (s *Server) wants(ev scheduler.JobEvent) bool {
 }
 
 // enqueue hands ev to the scheduler, waiting at most EnqueueTimeout for room.
-func (s *Server) enqueue(ctx context.Context, ev scheduler.JobEvent) bool {
+func (s *Server) enqueue(ctx context.Context, ev tarty.JobEvent) bool {
 	select {
 	case s.events <- ev:
 		return true

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // testSecret is the secret of GitHub's documented test vector; the reference
@@ -99,7 +99,7 @@ func tartyJob(t testing.TB, action string, jobID int64) []byte {
 
 type testEnv struct {
 	srv    *Server
-	events chan scheduler.JobEvent
+	events chan tarty.JobEvent
 	reg    *prometheus.Registry
 	url    string // http://addr/github/webhook
 	base   string // http://addr
@@ -109,12 +109,12 @@ type testEnv struct {
 // change applied to its options, without starting it.
 func newTestServer(t testing.TB, change func(*Options)) *testEnv {
 	t.Helper()
-	env := &testEnv{events: make(chan scheduler.JobEvent, 16), reg: prometheus.NewRegistry()}
+	env := &testEnv{events: make(chan tarty.JobEvent, 16), reg: prometheus.NewRegistry()}
 	opts := Options{
 		Listen:       "127.0.0.1:0",
 		Secret:       []byte(testSecret),
 		Organization: testOrg,
-		Matcher:      scheduler.NewLabelMatcher([]string{"tarty"}),
+		Matcher:      tarty.NewLabelMatcher([]string{"tarty"}),
 		Events:       env.events,
 		Registerer:   env.reg,
 	}
@@ -247,20 +247,20 @@ func readAnswer(t testing.TB, code int, h http.Header, body io.Reader) answer {
 }
 
 // nextEvent waits for a forwarded event.
-func nextEvent(t testing.TB, events <-chan scheduler.JobEvent) scheduler.JobEvent {
+func nextEvent(t testing.TB, events <-chan tarty.JobEvent) tarty.JobEvent {
 	t.Helper()
 	select {
 	case ev := <-events:
 		return ev
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event forwarded")
-		return scheduler.JobEvent{}
+		return tarty.JobEvent{}
 	}
 }
 
 // noEvent checks nothing was forwarded. The handler sends before it answers,
 // so once the answer is in, an event would already be in the channel.
-func noEvent(t testing.TB, events <-chan scheduler.JobEvent) {
+func noEvent(t testing.TB, events <-chan tarty.JobEvent) {
 	t.Helper()
 	select {
 	case ev := <-events:

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // TestRouting covers which authentic workflow_job deliveries reach the
@@ -140,7 +140,7 @@ func TestRedelivery(t *testing.T) {
 // TestOverloaded: a scheduler that does not read gets 503 after EnqueueTimeout,
 // and the same delivery works once it reads again.
 func TestOverloaded(t *testing.T) {
-	events := make(chan scheduler.JobEvent) // unbuffered, nobody reading
+	events := make(chan tarty.JobEvent) // unbuffered, nobody reading
 	env := startTestServer(t, func(o *Options) {
 		o.Events = events
 		o.EnqueueTimeout = 50 * time.Millisecond
@@ -154,7 +154,7 @@ func TestOverloaded(t *testing.T) {
 		t.Errorf("overloaded counted %v, want 1", got)
 	}
 
-	got := make(chan scheduler.JobEvent, 1)
+	got := make(chan tarty.JobEvent, 1)
 	go func() { got <- <-events }()
 	if a := env.send(t, delivery{event: "workflow_job", id: "o-1", body: body}); a.code != 202 || a.result != "accepted" {
 		t.Fatalf("redelivery after 503: %d %q, want 202 accepted", a.code, a.result)

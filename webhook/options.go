@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // Defaults for the zero values of Options.
@@ -48,7 +48,7 @@ type Options struct {
 	// "app" or "org/app".
 	Repository string
 	// Matcher decides which runs-on label sets are Tarty's demand.
-	Matcher scheduler.LabelMatcher
+	Matcher tarty.LabelMatcher
 	// RunnerPrefix is runners.name_prefix. in_progress and completed events of
 	// a runner named <RunnerPrefix>-... are forwarded whatever the job's labels:
 	// GitHub may hand an idle Tarty runner a job Tarty would not launch for
@@ -56,7 +56,7 @@ type Options struct {
 	RunnerPrefix string
 	// Events receives the accepted job events (the scheduler's queue). Its owner
 	// keeps it open until Run has returned.
-	Events chan<- scheduler.JobEvent
+	Events chan<- tarty.JobEvent
 	// EnqueueTimeout is how long a delivery may wait for room on Events before it
 	// is answered 503.
 	EnqueueTimeout time.Duration
@@ -96,7 +96,7 @@ func (o *Options) normalize() (repoFullName string, err error) {
 	if o.Events == nil {
 		errs = append(errs, errors.New("events channel is required"))
 	}
-	if name, err := scheduler.RepositoryName(o.Organization, o.Repository); err != nil {
+	if name, err := tarty.RepositoryName(o.Organization, o.Repository); err != nil {
 		errs = append(errs, err)
 	} else if name != "" {
 		repoFullName = strings.ToLower(o.Organization + "/" + name)

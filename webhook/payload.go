@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-github/v62/github"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 var errNoJobID = errors.New("workflow_job.id is missing")
@@ -35,14 +35,14 @@ type repoView struct {
 // decodeJob turns a workflow_job payload into a JobEvent. It keys off the
 // top-level action, never workflow_job.status: a real action=queued delivery
 // carries status=waiting.
-func decodeJob(body []byte, deliveryID string) (scheduler.JobEvent, error) {
+func decodeJob(body []byte, deliveryID string) (tarty.JobEvent, error) {
 	var p jobPayload
 	if err := json.Unmarshal(body, &p); err != nil {
-		return scheduler.JobEvent{}, fmt.Errorf("malformed workflow_job payload: %w", err)
+		return tarty.JobEvent{}, fmt.Errorf("malformed workflow_job payload: %w", err)
 	}
 	job := p.WorkflowJob
 	if job.GetID() == 0 {
-		return scheduler.JobEvent{}, errNoJobID
+		return tarty.JobEvent{}, errNoJobID
 	}
 	var repo repoView
 	if p.Repo != nil {
@@ -53,19 +53,27 @@ func decodeJob(body []byte, deliveryID string) (scheduler.JobEvent, error) {
 		// User-owned repositories have no organization object.
 		org = repo.Owner.Login
 	}
-	return scheduler.JobEvent{
-		Source:       scheduler.SourceWebhook,
-		Action:       scheduler.JobAction(p.Action),
+	ev := tarty.JobEvent{
+		Source:       tarty.SourceWebhook,
+		Action:       tarty.JobAction(p.Action),
 		JobID:        job.GetID(),
 		RunID:        job.GetRunID(),
 		RunAttempt:   job.GetRunAttempt(),
+		Status:       job.GetStatus(),
 		Labels:       job.Labels,
 		Repository:   repo.FullName,
 		Organization: org,
 		RunnerName:   job.GetRunnerName(),
+		RunnerID:     job.GetRunnerID(),
 		CreatedAt:    job.GetCreatedAt().Time,
 		DeliveryID:   deliveryID,
-	}, nil
+	}
+	// A queued job's started_at equals its created_at (GitHub fills it in
+	// early): only a job a runner took has really started.
+	if ev.Action == tarty.ActionInProgress || ev.Action == tarty.ActionCompleted {
+		ev.StartedAt = job.GetStartedAt().Time
+	}
+	return ev, nil
 }
 
 // scope says whether a job belongs to the configured organisation and, when one
@@ -75,7 +83,7 @@ type scope struct {
 	repo string // "org/app" or "" for every repository
 }
 
-func (s scope) contains(ev scheduler.JobEvent) bool {
+func (s scope) contains(ev tarty.JobEvent) bool {
 	if !strings.EqualFold(ev.Organization, s.org) {
 		return false
 	}

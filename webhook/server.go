@@ -13,14 +13,14 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 // Server is the webhook listener: one route, POST {Path}.
 type Server struct {
 	opts    Options
 	scope   scope
-	events  chan<- scheduler.JobEvent
+	events  chan<- tarty.JobEvent
 	echo    *echo.Echo
 	sig     *signer
 	seen    *deliveries

@@ -14,11 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
-	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty"
 )
 
 func TestNewValidates(t *testing.T) {
-	events := make(chan scheduler.JobEvent)
+	events := make(chan tarty.JobEvent)
 	valid := func() Options {
 		return Options{Secret: []byte("s"), Organization: "acme", Events: events}
 	}
@@ -114,7 +114,7 @@ func TestRunLifecycle(t *testing.T) {
 // TestShutdownWaitsForDelivery: a delivery in flight when Run's context is
 // cancelled is still answered and forwarded.
 func TestShutdownWaitsForDelivery(t *testing.T) {
-	events := make(chan scheduler.JobEvent) // unbuffered: the handler waits for us
+	events := make(chan tarty.JobEvent) // unbuffered: the handler waits for us
 	env := newTestServer(t, func(o *Options) { o.Events = events; o.EnqueueTimeout = 10 * time.Second })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,4 +1,4 @@
-package scheduler
+package tarty
 
 import (
 	"errors"
@@ -27,6 +27,11 @@ type waitErr time.Duration
 func (waitErr) Error() string               { return "rate limited" }
 func (w waitErr) RetryAfter() time.Duration { return time.Duration(w) }
 
+type fixErr string
+
+func (fixErr) Error() string     { return "VZErrorDomain Code=1" }
+func (f fixErr) HostFix() string { return string(f) }
+
 func TestErrorClassifiers(t *testing.T) {
 	wrap := func(err error) error { return fmt.Errorf("tart run x: %w", err) }
 	if !IsVMLimit(wrap(limitErr{})) || IsVMLimit(errors.New("other")) || IsVMLimit(nil) {
@@ -40,6 +45,12 @@ func TestErrorClassifiers(t *testing.T) {
 	}
 	if d, ok := RetryAfter(wrap(waitErr(3 * time.Second))); !ok || d != 3*time.Second {
 		t.Errorf("RetryAfter = %v, %v", d, ok)
+	}
+	if fix, ok := HostFix(wrap(fixErr("enable automatic login"))); !ok || fix != "enable automatic login" {
+		t.Errorf("HostFix = %q, %v", fix, ok)
+	}
+	if _, ok := HostFix(wrap(fixErr(""))); ok {
+		t.Error("HostFix with an empty fix")
 	}
 	if _, ok := RetryAfter(errors.New("other")); ok {
 		t.Error("RetryAfter on a plain error")
