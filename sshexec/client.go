@@ -171,8 +171,12 @@ func (c *Client) ForgetHostKey(image string) error {
 	return nil
 }
 
+// checkImage rejects image names the host-key store cannot hold: white space
+// would split its line, a leading '#' would make the line a comment (read back
+// as no key, so any key would be trusted again), and a leading '-' is never a
+// tart image (tart would read it as a flag).
 func checkImage(image string) error {
-	if image == "" || strings.ContainsAny(image, " \t\r\n") {
+	if image == "" || strings.ContainsAny(image, " \t\r\n") || strings.HasPrefix(image, "#") || strings.HasPrefix(image, "-") {
 		return fmt.Errorf("sshexec: invalid image name %q", image)
 	}
 	return nil

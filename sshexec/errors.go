@@ -51,15 +51,72 @@ func (e *HostKeyError) Error() string {
 func (e *HostKeyError) HostKeyChanged() bool { return true }
 
 // firstWord is what errors and logs say about a command: its program, never
-// its arguments.
+// its arguments. Leading variable assignments (`TOKEN=secret ./run.sh`) are
+// skipped, quotes included, because their values may be credentials; a command
+// made only of assignments is shown as its first name with the value redacted.
 func firstWord(command string) string {
-	f := strings.Fields(command)
-	if len(f) == 0 {
+	rest := strings.TrimLeft(command, " \t\r\n")
+	if rest == "" {
 		return "(empty command)"
 	}
-	w := f[0]
+	firstName := ""
+	for rest != "" {
+		word, after := shellWord(rest)
+		name, _, isAssign := strings.Cut(word, "=")
+		if !isAssign || !isShellName(name) {
+			break
+		}
+		if firstName == "" {
+			firstName = name
+		}
+		rest = strings.TrimLeft(after, " \t\r\n")
+	}
+	if rest == "" {
+		return firstName + "=***"
+	}
+	w, _ := shellWord(rest)
 	if len(w) > 64 {
 		w = w[:64] + "…"
 	}
 	return w
+}
+
+// shellWord splits the first word off s (which starts with a non-blank),
+// keeping quotes as written: a blank ends the word only outside single
+// quotes, double quotes and backslash escapes, as in sh.
+func shellWord(s string) (word, rest string) {
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			}
+		case c == '\\':
+			i++ // the next byte is literal, inside double quotes too
+		case quote == '"':
+			if c == '"' {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			return s[:i], s[i:]
+		}
+	}
+	return s, ""
+}
+
+// isShellName reports whether s is a valid sh variable name.
+func isShellName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if r != '_' && !(r >= 'a' && r <= 'z') && !(r >= 'A' && r <= 'Z') && (i == 0 || !(r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return true
 }

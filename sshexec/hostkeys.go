@@ -22,6 +22,11 @@ import (
 // per image, because every clone of an image presents the image's key. The
 // file holds one line per image, "<image> <key type> <base64 key>", and is
 // rewritten atomically (temp file + rename) with mode 0600.
+//
+// Every read-change-write runs under an flock on "<file>.lock" beside it, so
+// the daemon and a CLI command (tarty forget-host-key) sharing the file
+// cannot lose each other's changes; the mutex only saves a file lock within
+// this process. Plain reads need no lock: the file is replaced atomically.
 type hostKeyStore struct {
 	path string
 	mu   *sync.Mutex // shared by every store of the same file in this process
@@ -37,6 +42,25 @@ func newHostKeyStore(path string, log zerolog.Logger) *hostKeyStore {
 	}
 	mu, _ := storeLocks.LoadOrStore(abs, new(sync.Mutex))
 	return &hostKeyStore{path: abs, mu: mu.(*sync.Mutex), log: log}
+}
+
+// lock takes the store's in-process mutex and its cross-process file lock,
+// creating the directory (0700) that holds both files.
+func (s *hostKeyStore) lock() (unlock func(), err error) {
+	s.mu.Lock()
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("known hosts: %w", err)
+	}
+	release, err := lockFile(s.path + ".lock")
+	if err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("known hosts: lock: %w", err)
+	}
+	return func() {
+		release()
+		s.mu.Unlock()
+	}, nil
 }
 
 const storeHeader = "# Tarty: SSH host keys trusted on first use, one per tart image: <image> <key type> <base64 key>\n"
@@ -129,8 +153,14 @@ func writeFileAtomic(path string, data []byte) error {
 
 // check trusts key for image on first use and afterwards accepts only that key.
 func (s *hostKeyStore) check(image, host string, key ssh.PublicKey) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := checkImage(image); err != nil {
+		return err
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	keys, err := s.load()
 	if err != nil {
 		return err
@@ -155,9 +185,7 @@ func (s *hostKeyStore) check(image, host string, key ssh.PublicKey) error {
 // trusted key, so the guest must prove that very key (as OpenSSH does with
 // known_hosts); nil (x/crypto's defaults) before the first use.
 func (s *hostKeyStore) algorithms(image string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	keys, err := s.load()
+	keys, err := s.load() // no lock: the file is only ever replaced whole
 	if err != nil {
 		return nil, err
 	}
@@ -172,8 +200,14 @@ func (s *hostKeyStore) algorithms(image string) ([]string, error) {
 }
 
 func (s *hostKeyStore) forget(image string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if err := checkImage(image); err != nil {
+		return err
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	keys, err := s.load()
 	if err != nil {
 		return err

@@ -102,7 +102,8 @@ func detachCommand(command, log string, size int) string {
 		shQuote(command) + " " + shQuote(log) + " " + strconv.Itoa(size)
 }
 
-// shQuote quotes s as one word for sh, bash, zsh and fish alike.
+// shQuote quotes s as one word for POSIX sh, bash and zsh (the guest's login
+// shell must be one of them: fish reads backslashes inside single quotes).
 func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
