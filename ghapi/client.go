@@ -1,6 +1,7 @@
 package ghapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -59,6 +60,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// Clock is the time source (default time.Now).
 	Clock func() time.Time
+	// Sleep waits d or until ctx ends (default: a timer). Writes are spaced
+	// with it; tests make it advance a simulated clock.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// OnRateLimit receives X-RateLimit-Remaining from every answer that has
 	// it. It may be called from several goroutines at once.
 	OnRateLimit func(remaining int)
@@ -80,23 +84,34 @@ type Client struct {
 	cache       *etagCache
 	org         string
 	repo        string // short name; "" = organisation scope
-	group       string
+	groupName   string
 	labels      []string
 	now         func() time.Time
 	onRateLimit func(int)
 	log         zerolog.Logger
 	remaining   atomic.Int64
+	writes      *writeGate
+	tune        pollTuning
 
-	mu       sync.Mutex
-	groupID  int64
-	groupAt  time.Time
-	repos    []repoRef
-	reposAt  time.Time
-	reposSet bool
+	mu              sync.Mutex
+	group           groupInfo // the resolved runner group (org scope)
+	groupAt         time.Time
+	access          *groupAccess // what the group can serve; nil = unknown
+	accessAt        time.Time
+	repos           []repoRef
+	reposAt         time.Time
+	reposSet        bool
+	visibility      map[string]bool // lower-case full name -> private, from the last repository list
+	secondaryUntil  time.Time
+	secondaryStatus int
+
+	pollMu sync.Mutex // one poll at a time
+	polls  map[string]*repoPoll
 }
 
 type repoRef struct {
 	owner, name string
+	private     bool
 }
 
 func (r repoRef) fullName() string { return r.owner + "/" + r.name }
@@ -156,18 +171,25 @@ func New(o Options) (*Client, error) {
 		cache:       cache,
 		org:         org,
 		repo:        repo,
-		group:       strings.TrimSpace(o.RunnerGroup),
+		groupName:   strings.TrimSpace(o.RunnerGroup),
 		labels:      tarty.RunnerLabels(o.Labels),
 		now:         o.Clock,
 		onRateLimit: o.OnRateLimit,
 		log:         o.Logger,
 	}
-	if c.group == "" {
-		c.group = defaultRunnerGroup
+	if c.groupName == "" {
+		c.groupName = defaultRunnerGroup
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
+	sleep := o.Sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	c.writes = newWriteGate(writeGap, c.now, sleep)
+	c.tune = defaultPollTuning
+	c.polls = map[string]*repoPoll{}
 	c.remaining.Store(-1)
 	return c, nil
 }
@@ -215,7 +237,9 @@ func (c *Client) observe(resp *github.Response) {
 // check observes resp and classifies err for op.
 func (c *Client) check(op string, resp *github.Response, err error, k kind) error {
 	c.observe(resp)
-	return classify(op, err, k, c.now())
+	err = classify(op, err, k, c.now())
+	c.noteSecondary(err)
+	return err
 }
 
 // statusOf returns the HTTP status of a classified error, 0 if none.

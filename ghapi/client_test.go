@@ -31,8 +31,9 @@ func TestClientImplementsSchedulerPorts(t *testing.T) {
 
 // testClock is a settable clock shared by the fake and the client.
 type testClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu    sync.Mutex
+	t     time.Time
+	slept []time.Duration
 }
 
 func newClock() *testClock {
@@ -56,6 +57,25 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+}
+
+// Sleep is an Options.Sleep that advances the clock instead of waiting, and
+// records each wait.
+func (c *testClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	c.slept = append(c.slept, d)
+	return nil
+}
+
+func (c *testClock) Slept() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.slept...)
 }
 
 // recorder is a Transport that remembers the URLs it carried.
@@ -109,6 +129,10 @@ func newTestClient(t *testing.T, s *fakegithub.Server, mutate func(*Options)) *C
 	}
 	if mutate != nil {
 		mutate(&o)
+	}
+	if o.Sleep == nil {
+		// Writes are spaced a second apart; tests that check it set Sleep.
+		o.Sleep = func(context.Context, time.Duration) error { return nil }
 	}
 	c, err := New(o)
 	if err != nil {

@@ -20,6 +20,17 @@ var (
 	ErrRunnerNameTaken = errors.New("runner name taken")
 	// ErrRunnerBusy: the runner is still running a job and cannot be removed (422).
 	ErrRunnerBusy = errors.New("runner still running a job")
+	// ErrActionsDisabled: GitHub Actions is disabled for the organisation or
+	// repository (409 "GitHub Actions is disabled ...").
+	ErrActionsDisabled = errors.New("GitHub Actions is disabled")
+	// ErrRepositoryRunnersDisabled: an organisation or enterprise policy
+	// forbids repository-level self-hosted runners (403).
+	ErrRepositoryRunnersDisabled = errors.New("repository-level self-hosted runners are disabled by policy")
+	// ErrRunnerGroup: the runner group does not exist or may not be used.
+	ErrRunnerGroup = errors.New("runner group unusable")
+	// ErrJITUnsupported: the GitHub Enterprise Server is too old for
+	// just-in-time runners (404 on generate-jitconfig before GHES 3.10).
+	ErrJITUnsupported = errors.New("just-in-time runners unsupported by this GitHub Enterprise Server")
 )
 
 const (
@@ -36,25 +47,51 @@ const (
 	kindOther kind = iota
 	kindNameTaken
 	kindBusy
+	kindActionsDisabled
+	kindRepoRunnersDisabled
+	kindGroup
+	kindJITUnsupported
+	kindSetup // another setting an operator must change (permissions, a missing repository)
 )
 
+// permanent reports the kinds that retrying cannot fix.
+func (k kind) permanent() bool {
+	switch k {
+	case kindActionsDisabled, kindRepoRunnersDisabled, kindGroup, kindJITUnsupported, kindSetup:
+		return true
+	}
+	return false
+}
+
 // APIError is an error answer from GitHub other than a rate limit: the
-// operation, the status, GitHub's message and its request ID.
+// operation, the status, GitHub's message and its request ID. When GitHub's
+// answer means a setting must change before retrying can help (Actions
+// disabled, a policy, the runner group, an old GitHub Enterprise Server,
+// missing permissions), Permanent is true and Fix says what to change.
 type APIError struct {
 	Op         string // e.g. "generate JIT config for tarty-mac-1a2b3c4d"
-	StatusCode int
+	StatusCode int    // 0 when the problem was found in an answer that succeeded
 	Message    string // GitHub's "message", may be empty
 	RequestID  string // X-GitHub-Request-Id, may be empty
-	kind       kind
-	err        error
+	// Fix is one line telling the operator what to change, for permanent errors.
+	Fix  string
+	kind kind
+	err  error
 }
 
 func (e *APIError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "github: %s: %d %s", e.Op, e.StatusCode, http.StatusText(e.StatusCode))
+	fmt.Fprintf(&b, "github: %s", e.Op)
+	if e.StatusCode != 0 {
+		fmt.Fprintf(&b, ": %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	}
 	if e.Message != "" {
 		b.WriteString(": ")
 		b.WriteString(oneLine(e.Message))
+	}
+	if e.Fix != "" {
+		b.WriteString("; ")
+		b.WriteString(e.Fix)
 	}
 	if e.RequestID != "" {
 		fmt.Fprintf(&b, " (request %s)", e.RequestID)
@@ -65,10 +102,54 @@ func (e *APIError) Error() string {
 // Unwrap returns go-github's error.
 func (e *APIError) Unwrap() error { return e.err }
 
-// Is matches ErrRunnerNameTaken and ErrRunnerBusy.
+// Is matches the sentinels ErrRunnerNameTaken, ErrRunnerBusy,
+// ErrActionsDisabled, ErrRepositoryRunnersDisabled, ErrRunnerGroup and
+// ErrJITUnsupported.
 func (e *APIError) Is(target error) bool {
-	return (target == ErrRunnerNameTaken && e.NameTaken()) || (target == ErrRunnerBusy && e.Busy())
+	switch target {
+	case ErrRunnerNameTaken:
+		return e.kind == kindNameTaken
+	case ErrRunnerBusy:
+		return e.kind == kindBusy
+	case ErrActionsDisabled:
+		return e.kind == kindActionsDisabled
+	case ErrRepositoryRunnersDisabled:
+		return e.kind == kindRepoRunnersDisabled
+	case ErrRunnerGroup:
+		return e.kind == kindGroup
+	case ErrJITUnsupported:
+		return e.kind == kindJITUnsupported
+	}
+	return false
 }
+
+// Permanent reports that retrying will not help until an operator changes a
+// setting on GitHub (Fix says which): the scheduler should stop retrying
+// quickly and show the error.
+func (e *APIError) Permanent() bool { return e.kind.permanent() }
+
+// HostFix is Fix for permanent errors and "" otherwise, so that
+// tarty.HostFix treats a GitHub setting that blocks every launch like a host
+// problem: the slot degrades with this one-line fix instead of retrying hot.
+func (e *APIError) HostFix() string {
+	if !e.Permanent() {
+		return ""
+	}
+	return e.Fix
+}
+
+// ActionsDisabled reports a 409 saying GitHub Actions is disabled.
+func (e *APIError) ActionsDisabled() bool { return e.kind == kindActionsDisabled }
+
+// RepositoryRunnersDisabled reports a 403 saying a policy forbids
+// repository-level self-hosted runners.
+func (e *APIError) RepositoryRunnersDisabled() bool { return e.kind == kindRepoRunnersDisabled }
+
+// RunnerGroupProblem reports a runner group that is missing or may not be used.
+func (e *APIError) RunnerGroupProblem() bool { return e.kind == kindGroup }
+
+// JITUnsupported reports a GitHub Enterprise Server too old for just-in-time runners.
+func (e *APIError) JITUnsupported() bool { return e.kind == kindJITUnsupported }
 
 // Temporary reports a GitHub-side failure (5xx) worth retrying with backoff.
 func (e *APIError) Temporary() bool { return e.StatusCode >= 500 && e.StatusCode <= 599 }
@@ -84,9 +165,11 @@ func (e *APIError) Busy() bool { return e.kind == kindBusy }
 func (e *APIError) NotFound() bool { return e.StatusCode == http.StatusNotFound }
 
 // RateLimitError is every way GitHub says "slow down": a primary rate limit
-// (403 or 429 with X-RateLimit-Remaining 0), a secondary rate limit (403 with
-// the secondary-rate-limits documentation URL), a plain 429, and go-github's
-// refusal to send a request before a known reset.
+// (403 or 429 with X-RateLimit-Remaining 0), a secondary rate limit (403 or
+// 429 that says "secondary rate limit" in its message or documentation URL,
+// and any other 429: GitHub's budget was not spent, so the limit is a
+// secondary one), and a refusal to send a request before a known reset or
+// the end of a secondary wait (go-github's or this client's).
 type RateLimitError struct {
 	Op         string
 	StatusCode int  // 403 or 429; the synthetic status when go-github refused locally
@@ -95,6 +178,7 @@ type RateLimitError struct {
 	RequestID  string
 	Message    string
 	err        error
+	local      bool // refused by this client, no request sent
 }
 
 func (e *RateLimitError) Error() string {
@@ -105,6 +189,9 @@ func (e *RateLimitError) Error() string {
 	s := fmt.Sprintf("github: %s: %d %s: %s, retry in %s", e.Op, e.StatusCode, http.StatusText(e.StatusCode), what, e.Wait)
 	if e.RequestID != "" {
 		s += " (request " + e.RequestID + ")"
+	}
+	if e.local {
+		s += " (not sent)"
 	}
 	return s
 }
@@ -144,24 +231,55 @@ func classify(op string, err error, k kind, now time.Time) error {
 		}
 		return fillWait(e)
 	case errors.As(err, &ere) && ere.Response != nil:
-		if ere.Response.StatusCode == http.StatusTooManyRequests {
-			return fillWait(rateLimited(op, ere.Response, ere.Message, false, err, now))
+		resp := ere.Response
+		if limited, secondary := rateLimitAnswer(resp.StatusCode, resp.Header, ere.Message, ere.DocumentationURL); limited {
+			return fillWait(rateLimited(op, resp, ere.Message, secondary, err, now))
 		}
 		return &APIError{
-			Op: op, StatusCode: ere.Response.StatusCode, Message: ere.Message,
-			RequestID: requestID(ere.Response), kind: k, err: err,
+			Op: op, StatusCode: resp.StatusCode, Message: ere.Message,
+			RequestID: requestID(resp), kind: k, err: err,
 		}
 	case errors.As(err, &inst) && inst.Response != nil:
 		// The installation-token exchange failed with an HTTP answer.
 		op += ": installation token"
 		resp := inst.Response
-		if resp.StatusCode == http.StatusTooManyRequests ||
-			(resp.StatusCode == http.StatusForbidden && resp.Header.Get("X-RateLimit-Remaining") == "0") {
-			return fillWait(rateLimited(op, resp, "", false, err, now))
+		msg := bodyMessage(resp)
+		if limited, secondary := rateLimitAnswer(resp.StatusCode, resp.Header, msg, ""); limited {
+			return fillWait(rateLimited(op, resp, msg, secondary, err, now))
 		}
-		return &APIError{Op: op, StatusCode: resp.StatusCode, Message: bodyMessage(resp), RequestID: requestID(resp), err: err}
+		e := &APIError{Op: op, StatusCode: resp.StatusCode, Message: msg, RequestID: requestID(resp), err: err}
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			e.kind, e.Fix = kindSetup, "GitHub refused the App's signed token: check github.app.id and github.app.private_key_file"
+		case http.StatusNotFound, http.StatusForbidden:
+			e.kind, e.Fix = kindSetup, "GitHub has no such installation of the App: check github.app.installation_id and that the App is installed on the organization"
+		}
+		return e
 	}
 	return fmt.Errorf("github: %s: %w", op, err)
+}
+
+// rateLimitAnswer reads a 403 or 429 that go-github left as a plain error
+// response: GitHub answers a secondary limit with either status, and its body
+// says "You have exceeded a secondary rate limit" whether or not it carries
+// the documentation URL go-github looks for. A 429 whose budget is not spent
+// (X-RateLimit-Remaining is not 0) is a secondary limit too; one with the
+// budget spent is the primary limit.
+func rateLimitAnswer(status int, h http.Header, message, docURL string) (limited, secondary bool) {
+	if status != http.StatusForbidden && status != http.StatusTooManyRequests {
+		return false, false
+	}
+	lm, ld := strings.ToLower(message), strings.ToLower(docURL)
+	switch {
+	case strings.Contains(lm, "secondary rate limit") || strings.Contains(lm, "abuse detection") ||
+		strings.Contains(ld, "secondary-rate-limits") || strings.Contains(ld, "abuse-rate-limits"):
+		return true, true
+	case h.Get("X-RateLimit-Remaining") == "0" || strings.Contains(lm, "api rate limit exceeded"):
+		return true, false
+	case status == http.StatusTooManyRequests:
+		return true, true
+	}
+	return false, false
 }
 
 func rateLimited(op string, resp *http.Response, msg string, secondary bool, err error, now time.Time) *RateLimitError {

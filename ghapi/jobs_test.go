@@ -40,10 +40,12 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 		fakegithub.JobSpec{Labels: ourLabels, Status: "completed"},
 		fakegithub.JobSpec{Labels: ourLabels, Status: "in_progress"},
 		fakegithub.JobSpec{Labels: ourLabels})
-	// Not demand: a completed run, a run older than 24 h (still inside the
-	// hour-rounded URL filter), a waiting job, and a queued run in an archived repo.
+	// A job queued for more than 24 h is still reported, with its created_at:
+	// the scheduler decides what is stale (a job approved after a long wait
+	// is queued with an old created_at).
+	r3 := s.AddRun("app", "queued", now.Add(-24*time.Hour-time.Second), fakegithub.JobSpec{Labels: ourLabels})
+	// Not demand: a completed run, a waiting job, and a queued run in an archived repo.
 	s.AddRun("app", "completed", now.Add(-time.Hour), fakegithub.JobSpec{Labels: ourLabels, Status: "completed"})
-	s.AddRun("app", "queued", now.Add(-24*time.Hour-time.Second), fakegithub.JobSpec{Labels: ourLabels})
 	s.AddRun("lib", "queued", now.Add(-time.Minute), fakegithub.JobSpec{Labels: ourLabels, Status: "waiting"})
 	s.AddRun("old", "queued", now.Add(-time.Minute), fakegithub.JobSpec{Labels: ourLabels})
 	if err := s.SetArchived("old", true); err != nil {
@@ -60,7 +62,7 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []int64{r1.JobIDs[0], r1.JobIDs[1], r2.JobIDs[2]}
+	want := []int64{r1.JobIDs[0], r1.JobIDs[1], r2.JobIDs[2], r3.JobIDs[0]}
 	slices.Sort(want)
 	if got := sortedJobIDs(evs); !slices.Equal(got, want) {
 		t.Fatalf("queued jobs = %v, want %v", got, want)
@@ -81,8 +83,9 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 		}
 	}
 
-	// The created filter in the URL is the 24 h cut rounded down to the hour.
-	wantCreated := ">=" + now.Add(-24*time.Hour).UTC().Truncate(time.Hour).Format(time.RFC3339)
+	// The created filter in the URL is 30 days back (re-runs keep created_at),
+	// as a date so that the URL stays the same all day.
+	wantCreated := ">=" + now.Add(-30*24*time.Hour).UTC().Format("2006-01-02")
 	for _, u := range rec.URLs() {
 		if !strings.Contains(u, "/actions/runs?") {
 			continue
@@ -127,7 +130,7 @@ func TestQueuedJobsAcrossOrgRepos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want3 := []int64{r1.JobIDs[0], r1.JobIDs[1]}
+	want3 := []int64{r1.JobIDs[0], r1.JobIDs[1], r3.JobIDs[0]}
 	slices.Sort(want3)
 	if got := sortedJobIDs(evs3); !slices.Equal(got, want3) {
 		t.Errorf("after a job started: %v, want %v", got, want3)
@@ -183,9 +186,10 @@ func TestQueuedJobsRepositoryScopeAndPaging(t *testing.T) {
 	if n := s.Calls("GET", "/repos/acme/app/actions/runs/"+itoa(run.ID)+"/jobs"); n != 2 {
 		t.Errorf("job pages of the big run = %d, want 2", n)
 	}
-	// 1 page of queued runs, 2 pages of in-progress runs.
-	if n := s.Calls("GET", "/repos/acme/app/actions/runs"); n != 3 {
-		t.Errorf("run pages = %d, want 3", n)
+	// 1 page of queued runs, 2 pages of in-progress runs, 1 each of waiting,
+	// requested and pending runs.
+	if n := s.Calls("GET", "/repos/acme/app/actions/runs"); n != 6 {
+		t.Errorf("run pages = %d, want 6", n)
 	}
 }
 
