@@ -1,0 +1,243 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tartyci/tarty"
+)
+
+// Bounds of the launch steps. The whole launch is bounded by boot_timeout,
+// enforced by the owner loop cancelling it.
+const (
+	addressWait    = 30 * time.Second // one `tart ip --wait`
+	addressRetry   = 2 * time.Second  // between failed address look-ups while the VM runs
+	cleanupTimeout = 3 * time.Minute  // tearing down what a failed launch made
+)
+
+var errVMExited = errors.New("the VM stopped while booting")
+
+// launch makes, boots and registers one runner VM and reports the outcome to
+// the owner loop: launched (then, later, the VM's exit), or failed after
+// cleaning up what it made. It is cancelled by the owner loop at boot_timeout
+// or shutdown.
+func (s *Scheduler) launch(ctx context.Context, slot int, vm string) {
+	log := s.log.With().Int("slot", slot).Str("vm", vm).Logger()
+	w := &vmWatch{}
+	stage, runnerID, err := s.bringUp(ctx, vm, w)
+	if err == nil {
+		w.launched(func() {
+			s.send(func(now time.Time) {
+				delete(s.launches, slot)
+				s.core.onLaunched(now, slot, vm, runnerID)
+			})
+		}, func(exitErr error) { s.reportExit(slot, vm, exitErr) })
+		log.Info().Int64("runner_id", runnerID).Msg("runner started in its VM")
+		return
+	}
+
+	if ctx.Err() != nil && !errors.Is(err, errVMExited) {
+		err = fmt.Errorf("%s: %w", stage, context.Cause(ctx))
+	}
+	log.Warn().Err(err).Str("stage", stage).Msg("launch failed; cleaning up")
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if stage != "create" {
+		if serr := s.backend.Stop(cctx, vm); serr != nil {
+			log.Warn().Err(serr).Msg("stopping the VM of a failed launch")
+		}
+		w.wait(cctx)
+	}
+	if derr := s.backend.Delete(cctx, vm); derr != nil {
+		// The next sweep deletes it: it carries the prefix and no slot has it.
+		log.Warn().Err(derr).Msg("deleting the VM of a failed launch")
+	}
+	var capacity *Capacity
+	if tarty.IsVMLimit(err) {
+		if c, cerr := s.backend.Capacity(cctx); cerr == nil {
+			capacity = &c
+		}
+	}
+	s.send(func(now time.Time) {
+		delete(s.launches, slot)
+		if sl := s.core.slotAt(slot, vm); sl != nil && runnerID != 0 {
+			sl.runnerID = runnerID // removed with the slot's other leftovers
+		}
+		s.core.onLaunchFailed(now, slot, vm, launchFailure{stage: stage, err: err, capacity: capacity})
+	})
+}
+
+// bringUp runs the launch steps. It returns the stage that failed, and the
+// runner ID as soon as one was registered (so a failure can remove it).
+func (s *Scheduler) bringUp(ctx context.Context, vm string, w *vmWatch) (stage string, runnerID int64, err error) {
+	image := s.opts.Image
+	if err := s.backend.Create(ctx, image, vm); err != nil {
+		return "create", 0, err
+	}
+	exited, err := s.backend.Boot(ctx, vm)
+	if err != nil {
+		return "boot", 0, err
+	}
+	// From here on, the VM stopping cancels whatever step waits on it.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w.start(exited, func(exitErr error) {
+		cause := errVMExited
+		if exitErr != nil {
+			cause = fmt.Errorf("%w: %w", errVMExited, exitErr)
+		}
+		cancel(cause)
+	})
+	fail := func(stage string, err error) (string, int64, error) {
+		if c := context.Cause(ctx); errors.Is(c, errVMExited) {
+			err = c
+		}
+		return stage, runnerID, err
+	}
+
+	addr, err := s.address(ctx, vm)
+	if err != nil {
+		return fail("address", err)
+	}
+	if err := s.guest.WaitReady(ctx, image, addr); err != nil {
+		return fail("ssh", err)
+	}
+	// Refuse an image without the runner before registering anything: a
+	// missing run.sh would otherwise power the guest off at once, launch after
+	// launch.
+	check := "test -x " + shellPath(s.opts.WorkDir) + "/run.sh"
+	if err := s.guest.Run(ctx, image, addr, check, nil, nil, nil); err != nil {
+		return fail("start", fmt.Errorf("no executable run.sh in %s in image %s: %w", s.opts.WorkDir, image, err))
+	}
+	id, config, err := s.runners.JITConfig(ctx, vm)
+	if err != nil {
+		return fail("register", err)
+	}
+	runnerID = id
+	// The JIT config travels on the SSH session's stdin only; the guest hands
+	// it to run.sh as ACTIONS_RUNNER_INPUT_JITCONFIG.
+	if err := s.guest.Start(ctx, image, addr, runnerCommand(s.opts.WorkDir, s.opts.ShutdownCommand), strings.NewReader(config)); err != nil {
+		return fail("start", err)
+	}
+	return "", runnerID, nil
+}
+
+// address waits for the guest's address, retrying while the VM runs: a fresh
+// VM has no DHCP lease for a while, and tart's lease file can be caught
+// mid-rewrite.
+func (s *Scheduler) address(ctx context.Context, vm string) (string, error) {
+	for {
+		addr, err := s.backend.Address(ctx, vm, addressWait)
+		if err == nil {
+			return addr, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+		s.log.Debug().Err(err).Str("vm", vm).Msg("no address yet")
+		t := time.NewTimer(addressRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", err
+		case <-t.C:
+		}
+	}
+}
+
+// runnerCommand is what the guest runs, detached: the runner with its JIT
+// config from stdin in ACTIONS_RUNNER_INPUT_JITCONFIG (the runner reads no
+// stdin and removes the variable from its environment), then the power-off.
+// The config never appears in a command line.
+func runnerCommand(workDir, shutdown string) string {
+	return "cd " + shellPath(workDir) + ` && ACTIONS_RUNNER_INPUT_JITCONFIG="$(cat)" ./run.sh; ` + shutdown
+}
+
+// shellPath quotes a guest path for the shell, expanding a leading ~/.
+func shellPath(p string) string {
+	if p == "~" {
+		return `"$HOME"`
+	}
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		return `"$HOME"/` + shQuote(rest)
+	}
+	return shQuote(p)
+}
+
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// vmWatch follows one VM's `tart run` channel for its whole life: during the
+// launch it cancels the step in progress when the VM stops; once the runner
+// is started it reports the exit to the owner loop, always after "launched".
+type vmWatch struct {
+	mu       sync.Mutex
+	ch       <-chan error
+	onBoot   func(error) // during the launch
+	onExit   func(error) // after it
+	isUp     bool
+	exited   bool
+	exitErr  error
+	finished chan struct{}
+}
+
+func (w *vmWatch) start(ch <-chan error, onBoot func(error)) {
+	w.mu.Lock()
+	w.ch, w.onBoot, w.finished = ch, onBoot, make(chan struct{})
+	w.mu.Unlock()
+	go func() {
+		err := <-ch
+		w.mu.Lock()
+		w.exited, w.exitErr = true, err
+		up, onExit, onBoot := w.isUp, w.onExit, w.onBoot
+		if up {
+			onExit(err)
+		}
+		close(w.finished)
+		w.mu.Unlock()
+		if !up {
+			onBoot(err)
+		}
+	}()
+}
+
+// launched marks the launch done: report runs now, and onExit when the VM
+// stops (at once if it already has).
+func (w *vmWatch) launched(report func(), onExit func(error)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.isUp, w.onExit = true, onExit
+	report()
+	if w.exited {
+		onExit(w.exitErr)
+	}
+}
+
+// wait waits (bounded by ctx) for the VM's `tart run` to return, when one was started.
+func (w *vmWatch) wait(ctx context.Context) {
+	w.mu.Lock()
+	f := w.finished
+	w.mu.Unlock()
+	if f == nil {
+		return
+	}
+	select {
+	case <-f:
+	case <-ctx.Done():
+	}
+}
+
+// reportExit tells the owner loop that a launched VM stopped.
+func (s *Scheduler) reportExit(slot int, vm string, err error) {
+	ev := s.log.Info()
+	if err != nil {
+		ev = s.log.Warn().Err(err)
+	}
+	ev.Int("slot", slot).Str("vm", vm).Msg("VM stopped")
+	s.send(func(now time.Time) { s.core.onVMExited(now, slot, vm) })
+}

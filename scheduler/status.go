@@ -1,0 +1,265 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Status is a snapshot of the scheduler for /status and `tarty status`
+// (DESIGN.md section 4). It never holds a secret.
+type Status struct {
+	Ready       bool         `json:"ready"`
+	NotReady    string       `json:"not_ready,omitempty"` // why not, when not ready
+	Draining    bool         `json:"draining,omitempty"`
+	Capacity    int          `json:"capacity"`
+	MaxRunners  int          `json:"max_runners"`
+	Warm        int          `json:"warm"`
+	ForeignVMs  []string     `json:"foreign_vms"`
+	Slots       []SlotStatus `json:"slots"`
+	Queued      []JobStatus  `json:"queued"`
+	LaunchHeld  *time.Time   `json:"launch_held_until,omitempty"`
+	GitHub      GitHubStatus `json:"github"`
+	RunnersGone int          `json:"runner_removals_pending"`
+	Now         time.Time    `json:"now"`
+}
+
+// SlotStatus is one slot.
+type SlotStatus struct {
+	Index   int        `json:"index"`
+	State   SlotState  `json:"state"`
+	VM      string     `json:"vm,omitempty"`
+	Runner  string     `json:"runner,omitempty"`
+	JobID   int64      `json:"job_id,omitempty"`
+	Since   time.Time  `json:"since"`
+	Reason  string     `json:"reason,omitempty"`
+	RetryAt *time.Time `json:"retry_at,omitempty"`
+	Adopted bool       `json:"adopted,omitempty"`
+}
+
+// JobStatus is one job in demand, or parked behind an approval.
+type JobStatus struct {
+	JobID      int64     `json:"job_id"`
+	RunID      int64     `json:"run_id"`
+	Repository string    `json:"repository"`
+	Labels     []string  `json:"labels"`
+	QueuedAt   time.Time `json:"queued_at"`
+	Reason     string    `json:"reason"`
+}
+
+// GitHubStatus is what Tarty knows of GitHub's side.
+type GitHubStatus struct {
+	RateLimitRemaining int  `json:"rate_limit_remaining"`
+	Polled             bool `json:"polled"` // a poll reached GitHub since start
+}
+
+// ErrNotRunning is returned by requests when the scheduler's loop is not running.
+var ErrNotRunning = errors.New("scheduler is not running")
+
+type request struct {
+	kind  string
+	reply chan any
+}
+
+// ask sends a request to the owner loop and waits for its answer.
+func (s *Scheduler) ask(ctx context.Context, kind string) (any, error) {
+	r := request{kind: kind, reply: make(chan any, 1)}
+	select {
+	case s.requests <- r:
+	case <-s.done:
+		return nil, ErrNotRunning
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case v := <-r.reply:
+		if err, ok := v.(error); ok {
+			return nil, err
+		}
+		return v, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Status returns a snapshot of the scheduler.
+func (s *Scheduler) Status(ctx context.Context) (Status, error) {
+	v, err := s.ask(ctx, "status")
+	if err != nil {
+		return Status{}, err
+	}
+	return v.(Status), nil
+}
+
+// Reconcile asks for a poll now (it runs after the one in flight, if any).
+func (s *Scheduler) Reconcile(ctx context.Context) error {
+	_, err := s.ask(ctx, "reconcile")
+	return err
+}
+
+// handle answers a request in the owner goroutine.
+func (s *Scheduler) handle(r request) {
+	now := s.opts.Now()
+	switch r.kind {
+	case "status":
+		r.reply <- s.snapshot(now)
+	case "reconcile":
+		if s.core.draining {
+			r.reply <- errors.New("the scheduler is shutting down")
+			return
+		}
+		s.core.nextPoll = now
+		r.reply <- struct{}{}
+	default:
+		r.reply <- fmt.Errorf("unknown request %q", r.kind)
+	}
+}
+
+func (s *Scheduler) snapshot(now time.Time) Status {
+	c := s.core
+	st := Status{
+		Capacity:   max(0, min(c.opts.Max, c.capacity.Slots)),
+		MaxRunners: c.opts.Max,
+		Warm:       c.opts.Warm,
+		ForeignVMs: append([]string{}, c.capacity.Foreign...),
+		Draining:   c.draining,
+		GitHub:     GitHubStatus{RateLimitRemaining: int(s.rateRemaining.Load()), Polled: c.polled},
+		Now:        now,
+		Slots:      []SlotStatus{},
+		Queued:     []JobStatus{},
+	}
+	st.Ready, st.NotReady = c.readiness()
+	if c.launchAt.After(now) {
+		t := c.launchAt
+		st.LaunchHeld = &t
+	}
+	st.RunnersGone = len(c.removals)
+	for _, sl := range c.slots {
+		ss := SlotStatus{Index: sl.index, State: sl.state, VM: sl.vm, JobID: sl.jobID, Since: sl.since,
+			Reason: sl.reason, Adopted: sl.adopted}
+		if sl.runnerID != 0 {
+			ss.Runner = sl.vm
+		}
+		if sl.state == SlotBackoff || sl.state == SlotDegraded {
+			t := sl.retryAt
+			ss.RetryAt = &t
+		}
+		st.Slots = append(st.Slots, ss)
+	}
+	st.Queued = c.queuedStatus(now)
+	return st
+}
+
+// readiness is what /readyz answers: ready once start-up recovery worked and
+// a poll reached GitHub.
+func (c *core) readiness() (bool, string) {
+	switch {
+	case !c.recovered:
+		return false, "start-up recovery has not finished (is tart working? see the log)"
+	case !c.polled:
+		return false, "the first reconcile poll has not reached GitHub yet"
+	}
+	return true, ""
+}
+
+// queuedStatus lists the jobs in demand, oldest first, each with the reason
+// it waits, then the parked ones.
+func (c *core) queuedStatus(now time.Time) []JobStatus {
+	var active, parked []*job
+	for _, j := range c.jobs {
+		if j.waiting {
+			parked = append(parked, j)
+		} else {
+			active = append(active, j)
+		}
+	}
+	byAge := func(js []*job) {
+		sort.Slice(js, func(a, b int) bool {
+			ta, tb := js[a].ev.CreatedAt, js[b].ev.CreatedAt
+			if ta.Equal(tb) {
+				return js[a].ev.JobID < js[b].ev.JobID
+			}
+			return ta.Before(tb)
+		})
+	}
+	byAge(active)
+	byAge(parked)
+	idle, launching := 0, 0
+	for _, s := range c.slots {
+		switch {
+		case s.state == SlotIdle && s.jobDoneAt.IsZero():
+			idle++
+		case s.state == SlotLaunching:
+			launching++
+		}
+	}
+	general := c.waitReason(now)
+	out := []JobStatus{}
+	for k, j := range active {
+		reason := general
+		switch {
+		case k < idle:
+			reason = "a runner is listening; waiting for GitHub to assign the job"
+		case k < idle+launching:
+			reason = "a runner VM is booting for it"
+		}
+		out = append(out, jobStatus(j, reason))
+	}
+	for _, j := range parked {
+		out = append(out, jobStatus(j, "waiting for an approval (environment protection rule); not demand yet"))
+	}
+	return out
+}
+
+func jobStatus(j *job, reason string) JobStatus {
+	at := j.ev.CreatedAt
+	if at.IsZero() {
+		at = j.firstSeen
+	}
+	return JobStatus{JobID: j.ev.JobID, RunID: j.ev.RunID, Repository: j.ev.Repository,
+		Labels: append([]string{}, j.ev.Labels...), QueuedAt: at, Reason: reason}
+}
+
+// waitReason says why a job that no runner covers is not getting one.
+func (c *core) waitReason(now time.Time) string {
+	switch {
+	case c.draining:
+		return "Tarty is shutting down"
+	case !c.recovered:
+		return "start-up recovery has not finished"
+	case c.rebuild.hold:
+		return "the nightly rebuild is promoting the new image (launches wait a few seconds)"
+	}
+	for _, s := range c.slots {
+		if s.state == SlotDegraded && s.retryAt.After(now) {
+			return "degraded: " + s.reason
+		}
+	}
+	if c.launchAt.After(now) {
+		for _, s := range c.slots {
+			if s.state == SlotBackoff && s.reason != "" {
+				return "launch failing, retried at " + c.launchAt.UTC().Format(time.RFC3339) + ": " + s.reason
+			}
+		}
+		return "launches held until " + c.launchAt.UTC().Format(time.RFC3339)
+	}
+	capacity := min(c.opts.Max, c.capacity.Slots)
+	switch {
+	case c.rebuild.slot >= 0 || c.rebuild.wanted:
+		return "at capacity: the nightly rebuild holds a slot"
+	case len(c.capacity.Foreign) > 0 && c.capacity.Slots < c.opts.Max:
+		return fmt.Sprintf("at capacity: %d foreign macOS VM(s) run on this Mac (%v)", len(c.capacity.Foreign), c.capacity.Foreign)
+	}
+	return fmt.Sprintf("at capacity: %d of %d runner VMs in use", c.activeVMs(nil), capacity)
+}
+
+// Ready reports whether the scheduler is ready, and why not (for /readyz).
+func (s *Scheduler) Ready(ctx context.Context) (bool, string) {
+	st, err := s.Status(ctx)
+	if err != nil {
+		return false, err.Error()
+	}
+	return st.Ready, st.NotReady
+}
