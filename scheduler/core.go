@@ -387,9 +387,9 @@ func (c *core) pruneFinished(now time.Time) {
 // launchFailure is how a launch ended when it did not start a runner. The
 // worker has already deleted what it made.
 type launchFailure struct {
-	stage     string // create, boot, address, ssh, register, start, boot_timeout
-	err       error
-	capacity  *Capacity // re-read after the two-VM-limit error
+	stage    string // create, boot, address, ssh, register, start, boot_timeout
+	err      error
+	capacity *Capacity // re-read after the two-VM-limit error
 }
 
 func (c *core) onLaunched(now time.Time, i int, vm string, runnerID int64) {

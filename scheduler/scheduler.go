@@ -49,7 +49,7 @@ type Scheduler struct {
 	log     zerolog.Logger
 	met     *metrics
 
-	core     *core                 // owned by the Run goroutine
+	core     *core                      // owned by the Run goroutine
 	launches map[int]context.CancelFunc // owned by the Run goroutine
 
 	results  chan func(now time.Time) // worker results, applied by Run
