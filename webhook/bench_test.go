@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/google/go-github/v62/github"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,8 @@ func BenchmarkDelivery(b *testing.B) {
 		Matcher:      tarty.NewLabelMatcher([]string{"k8s"}),
 		Events:       events,
 		Registerer:   prometheus.NewRegistry(),
+		// The payload's job was created on 2023-04-19: an hour later it is fresh.
+		Now: func() time.Time { return time.Date(2023, 4, 19, 22, 12, 12, 0, time.UTC) },
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -5,13 +5,16 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestContract walks the table of DESIGN.md section 4, one row (or more) per
 // case, over real HTTP with real signatures, and checks the answer, what was
 // forwarded and what was counted.
 func TestContract(t *testing.T) {
-	env := startTestServer(t, nil)
+	env := startTestServer(t, func(o *Options) {
+		o.Serves = func(repo string) bool { return repo != testOrg+"/public-app" }
+	})
 	queued := tartyJob(t, "queued", 1001)
 	sixMiB := bytes.Repeat([]byte(" "), 6<<20)
 
@@ -68,10 +71,18 @@ func TestContract(t *testing.T) {
 		{"malformed JSON in a ping",
 			delivery{event: "ping", id: "c-13", body: []byte(`zen`)},
 			400, "malformed JSON", false, "ping", "bad_request"},
-		{"form-encoded delivery (hook not set to JSON)",
-			delivery{event: "workflow_job", id: "c-16", body: []byte("payload=%7B%7D"),
-				header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}},
-			400, "webhook content type must be application/json", false, "workflow_job", "bad_request"},
+		{"form-encoded delivery (the default of hooks made through the API) is handed over",
+			delivery{event: "workflow_job", id: "c-16", body: formBody(tartyJob(t, "queued", 1016)), header: formHeader},
+			202, "accepted", true, "workflow_job", "accepted"},
+		{"form-encoded delivery without a payload field",
+			delivery{event: "workflow_job", id: "c-17", body: []byte("other=%7B%7D"), header: formHeader},
+			400, "form-encoded delivery without a payload field", false, "workflow_job", "bad_request"},
+		{"a replayed body of a job queued more than 24 h ago is ignored",
+			delivery{event: "workflow_job", id: "c-18", body: edit(t, queued, setCreated(time.Now().Add(-25*time.Hour)))},
+			202, "ignored_stale", false, "workflow_job", "ignored_stale"},
+		{"a repository the runner group cannot serve is ignored",
+			delivery{event: "workflow_job", id: "c-19", body: edit(t, queued, inRepository(testOrg+"/public-app"))},
+			202, "ignored_runner_group", false, "workflow_job", "ignored_runner_group"},
 		{"X-GitHub-Delivery longer than any GitHub sends",
 			delivery{event: "workflow_job", id: strings.Repeat("d", 257), body: queued},
 			400, "X-GitHub-Delivery too long", false, "workflow_job", "bad_request"},

@@ -69,6 +69,9 @@ func TestFixtures(t *testing.T) {
 				o.Organization = tt.org
 				// The fixtures' runs-on labels, made Tarty's for this test.
 				o.Matcher = tarty.NewLabelMatcher([]string{"ubuntu-latest", "k8s"})
+				if tt.want != nil { // the job's own time: GitHub's examples are years old
+					o.Now = func() time.Time { return tt.want.CreatedAt.Add(time.Minute) }
+				}
 			})
 			id := "fixture-" + tt.file
 			a := env.send(t, delivery{event: tt.event, id: id, body: body, sig256: "sha256=" + tt.hmac})

@@ -30,9 +30,20 @@ const (
 	fuzzModes
 )
 
-// FuzzHandler drives the handler with fuzzed bodies, headers and signatures.
-// It must never panic, must answer 401 to anything not correctly signed, and
-// must never forward an event from a request that was not correctly signed.
+// Other bits of mode: 0x08 a fresh delivery ID, 0x30 the target organisation,
+// 0x40 Content-Type application/x-www-form-urlencoded, 0x80 the body sent as
+// the payload field of a form (what GitHub sends for a form hook; with 0x40
+// clear, a form body labelled JSON).
+const (
+	fuzzFreshID  = 0x08
+	fuzzFormType = 0x40
+	fuzzFormBody = 0x80
+)
+
+// FuzzHandler drives the handler with fuzzed bodies, headers and signatures,
+// JSON and form-encoded. It must never panic, must answer 401 to anything not
+// correctly signed (over the raw bytes sent, form or JSON), and must never
+// forward an event from a request that was not correctly signed.
 //
 //	go test -run '^$' -fuzz=FuzzHandler -fuzztime=60s ./webhook/
 func FuzzHandler(f *testing.F) {
@@ -51,6 +62,7 @@ func FuzzHandler(f *testing.F) {
 			Matcher:      tarty.NewLabelMatcher([]string{"ubuntu-latest", "k8s", "tarty"}),
 			Events:       events,
 			Registerer:   prometheus.NewRegistry(),
+			Now:          fixtureNow, // no fixture is stale, so they can all be forwarded
 		})
 		if err != nil {
 			f.Fatal(err)
@@ -62,10 +74,14 @@ func FuzzHandler(f *testing.F) {
 		body := fixture(f, name)
 		org := uint8([]int{0, 2, 1, 0, 2}[i]) << 4
 		for mode := uint8(0); mode < fuzzModes; mode++ {
-			f.Add(body, "workflow_job", "seed-"+name, org|mode|0x08, "sha256=00")
+			f.Add(body, "workflow_job", "seed-"+name, org|mode|fuzzFreshID, "sha256=00")
+			f.Add(body, "workflow_job", "seed-form-"+name, org|mode|fuzzFreshID|fuzzFormType|fuzzFormBody, "sha256=00")
 		}
 	}
 	f.Add(fixture(f, fxPing), "ping", "seed-ping", uint8(fuzzSigned), "")
+	f.Add(fixture(f, fxPing), "ping", "seed-ping-form", uint8(fuzzSigned|fuzzFormType|fuzzFormBody), "")
+	f.Add([]byte("payload=%7B%7D&payload=x"), "workflow_job", "", uint8(fuzzSigned|fuzzFormType), "")
+	f.Add(tartyJob(f, "queued", 3), "workflow_job", "", uint8(fuzzSigned|fuzzFormBody), "")
 	f.Add(tartyJob(f, "queued", 1), "workflow_job", "", uint8(fuzzSigned), "")
 	f.Add(tartyJob(f, "completed", 2), "workflow_job", "x", uint8(fuzzRawHeader),
 		sign(testSecret, tartyJob(f, "completed", 2)))
@@ -76,12 +92,18 @@ func FuzzHandler(f *testing.F) {
 
 	var unique atomic.Int64
 	f.Fuzz(func(t *testing.T, body []byte, event, id string, mode uint8, sigRaw string) {
-		tgt := targets[int(mode>>4)%len(targets)]
-		if mode&0x08 != 0 { // a fresh delivery ID, so dedupe does not hide the forward path
+		tgt := targets[int(mode>>4&0x03)%len(targets)]
+		if mode&fuzzFreshID != 0 { // a fresh delivery ID, so dedupe does not hide the forward path
 			id = fmt.Sprint(id, "-", unique.Add(1))
+		}
+		if mode&fuzzFormBody != 0 {
+			body = formBody(body) // from here on, body is the raw bytes sent and signed
 		}
 		req := httptest.NewRequest(http.MethodPost, DefaultPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		if mode&fuzzFormType != 0 {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
 		if event != "" {
 			req.Header["X-Github-Event"] = []string{event}
 		}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -34,14 +36,18 @@ type outcome struct {
 	msg    string // public message for error answers
 	reason error
 	job    *tarty.JobEvent
+	// authentic is set once the signature held: only such a delivery is
+	// "in flight" for a graceful shutdown, and only a refusal before it is
+	// logged through the once-a-minute limiter.
+	authentic bool
 }
 
 // Pre-encoded success bodies: answers stay small and cost no encoding.
 var resultBodies = map[string][]byte{}
 
 func init() {
-	for _, r := range []string{resultAccepted, resultIgnoredLabels, resultIgnoredScope,
-		resultIgnoredAction, resultIgnoredEvent, resultDuplicate, resultPong} {
+	for _, r := range []string{resultAccepted, resultIgnoredLabels, resultIgnoredScope, resultIgnoredStale,
+		resultIgnoredRunnerGroup, resultIgnoredAction, resultIgnoredEvent, resultDuplicate, resultPong} {
 		resultBodies[r] = []byte(`{"result":"` + r + `"}`)
 	}
 }
@@ -52,42 +58,73 @@ func (s *Server) handleDelivery(c echo.Context) error {
 	event := r.Header.Get(hdrEvent)
 	id := r.Header.Get(hdrDelivery)
 
-	buf := s.getBuf()
-	defer s.putBuf(buf)
-	o := s.deliver(r, event, id, buf)
+	var buf *bytes.Buffer
+	defer func() {
+		if buf != nil {
+			s.putBuf(buf)
+		}
+	}()
+	o := s.deliver(r, event, id, &buf)
+	if o.authentic {
+		defer s.handling.Add(-1) // counted in deliver; released once answered
+	}
 
 	s.metrics.deliveries.WithLabelValues(eventLabel(event), o.result).Inc()
-	s.logOutcome(c, event, id, o, time.Since(start))
+	s.logOutcome(r, event, id, o, time.Since(start))
 	if body, ok := resultBodies[o.result]; ok {
 		return c.JSONBlob(o.code, body)
 	}
-	return echo.NewHTTPError(o.code, o.msg)
+	if !o.authentic {
+		// The body may be unread: do not keep the connection for another request.
+		c.Response().Header().Set(echo.HeaderConnection, "close")
+	}
+	// The same {"message": ...} echo's error handler writes, written here so the
+	// answer is out before the delivery stops counting as in flight.
+	return c.JSON(o.code, map[string]string{"message": o.msg})
 }
 
 // deliver runs the checks in the contract's order: size, signature over the raw
-// bytes, event header, then parsing. Nothing is parsed before the signature holds.
-func (s *Server) deliver(r *http.Request, event, id string, buf *bytes.Buffer) outcome {
-	if err := readBody(r, buf); err != nil {
-		if errors.Is(err, errTooLarge) {
+// bytes, event header, then parsing. Nothing is parsed before the signature
+// holds. The body buffer it reads into is left in *buf for the caller to pool.
+func (s *Server) deliver(r *http.Request, event, id string, buf **bytes.Buffer) outcome {
+	body, err := s.readBody(r, buf)
+	if err != nil {
+		switch {
+		case errors.Is(err, errTooLarge):
 			return outcome{code: http.StatusRequestEntityTooLarge, result: resultTooLarge,
 				msg: "body exceeds 5 MiB", reason: err}
+		case errors.Is(err, errNoReadSlot):
+			return outcome{code: http.StatusServiceUnavailable, result: resultBusy,
+				msg: "too many deliveries at once; retry later", reason: err}
 		}
 		return outcome{code: http.StatusBadRequest, result: resultBadRequest, msg: "unreadable body", reason: err}
 	}
-	body := buf.Bytes()
 	if err := s.checkSignature(r.Header, body); err != nil {
 		return outcome{code: http.StatusUnauthorized, result: resultBadSignature, msg: "invalid signature", reason: err}
 	}
+	s.handling.Add(1)
+	o := s.deliverSigned(r, event, id, body)
+	o.authentic = true
+	return o
+}
+
+// deliverSigned handles a delivery whose signature held.
+func (s *Server) deliverSigned(r *http.Request, event, id string, body []byte) outcome {
 	if event == "" {
 		return badRequest("missing X-GitHub-Event header", nil)
 	}
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		// A hook set to the form content type: say how to fix it rather than
-		// "malformed JSON".
-		return badRequest("webhook content type must be application/json", nil)
-	}
 	if len(id) > maxDeliveryIDLen {
 		return badRequest("X-GitHub-Delivery too long", fmt.Errorf("delivery id of %d bytes", len(id)))
+	}
+	if isForm(r.Header.Get(echo.HeaderContentType)) {
+		// A hook with the form content type (the default for hooks created
+		// through the REST API): the signature covered the raw form body,
+		// the JSON is its payload field.
+		p, err := formPayload(body)
+		if err != nil {
+			return badRequest("form-encoded delivery without a payload field", err)
+		}
+		body = p
 	}
 	switch event {
 	case eventWorkflowJob:
@@ -104,6 +141,28 @@ func (s *Server) deliver(r *http.Request, event, id string, buf *bytes.Buffer) o
 		}
 		return outcome{code: http.StatusAccepted, result: resultIgnoredEvent}
 	}
+}
+
+// isForm reports whether a Content-Type is GitHub's form encoding.
+func isForm(contentType string) bool {
+	if contentType == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/x-www-form-urlencoded"
+}
+
+// formPayload returns the payload field of a form-encoded body.
+func formPayload(body []byte) ([]byte, error) {
+	v, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, fmt.Errorf("malformed form body: %w", err)
+	}
+	p, ok := v["payload"]
+	if !ok || len(p) != 1 {
+		return nil, errors.New("form body has no single payload field")
+	}
+	return []byte(p[0]), nil
 }
 
 func (s *Server) deliverJob(ctx context.Context, body []byte, id string) outcome {
@@ -147,6 +206,17 @@ func (s *Server) route(ctx context.Context, ev tarty.JobEvent) outcome {
 	}
 	if !s.wants(ev) {
 		return ignored(resultIgnoredLabels)
+	}
+	// A signed body replayed under a new delivery ID, or a very late
+	// redelivery: GitHub has failed a job queued this long, so it is no demand.
+	if ev.Action == tarty.ActionQueued && ev.Stale(s.opts.Now()) {
+		return ignored(resultIgnoredStale)
+	}
+	// GitHub will never hand this job to our runner group; in_progress and
+	// completed events still pass (they can only remove demand).
+	if (ev.Action == tarty.ActionQueued || ev.Action == tarty.ActionWaiting) &&
+		s.opts.Serves != nil && !s.opts.Serves(ev.Repository) {
+		return ignored(resultIgnoredRunnerGroup)
 	}
 	if !s.enqueue(ctx, ev) {
 		return outcome{code: http.StatusServiceUnavailable, result: resultOverloaded,
@@ -209,28 +279,80 @@ func badRequest(msg string, reason error) outcome {
 	return outcome{code: http.StatusBadRequest, result: resultBadRequest, msg: msg, reason: reason}
 }
 
-// readBody reads at most MaxBodyBytes into buf; a declared or actual larger body
-// is errTooLarge.
-func readBody(r *http.Request, buf *bytes.Buffer) error {
+var errNoReadSlot = errors.New("no read slot free")
+
+// readBody reads the body, at most MaxBodyBytes (errTooLarge beyond), and
+// returns it. Memory follows what arrives, never what is declared: the first
+// bytes are awaited without a buffer or a read slot, then a pooled buffer
+// (stored in *buf) grows from at most initialBodyBuf as the rest comes in,
+// while one of MaxConcurrentReads slots is held (errNoReadSlot when none frees
+// within ReadSlotTimeout). So clients that declare 5 MiB and send nothing cost
+// a few hundred bytes each, and all clients together at most
+// MaxConcurrentReads bodies.
+func (s *Server) readBody(r *http.Request, buf **bytes.Buffer) ([]byte, error) {
 	if r.ContentLength > MaxBodyBytes {
-		return errTooLarge
+		return nil, errTooLarge
 	}
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	// The first bytes are awaited with no buffer and no slot held.
+	var first [512]byte
+	n, err := r.Body.Read(first[:])
+	for n == 0 && err == nil {
+		n, err = r.Body.Read(first[:])
 	}
-	lr := io.LimitedReader{R: r.Body, N: MaxBodyBytes + 1}
-	if _, err := buf.ReadFrom(&lr); err != nil {
-		return fmt.Errorf("read body: %w", err)
+	switch {
+	case n == 0 && errors.Is(err, io.EOF):
+		return nil, nil // empty body
+	case err != nil && !errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("read body: %w", err)
 	}
-	if buf.Len() > MaxBodyBytes {
-		return errTooLarge
+
+	if !s.acquireRead(r.Context()) {
+		return nil, fmt.Errorf("%w within %s (%d bodies being read)", errNoReadSlot,
+			s.opts.ReadSlotTimeout, s.opts.MaxConcurrentReads)
 	}
-	return nil
+	defer s.releaseRead()
+
+	b := s.getBuf()
+	*buf = b
+	b.Write(first[:n])
+	if rest := r.ContentLength - int64(n); rest > 0 {
+		b.Grow(int(min(rest, initialBodyBuf)))
+	}
+	lr := io.LimitedReader{R: r.Body, N: MaxBodyBytes + 1 - int64(n)}
+	if _, err := b.ReadFrom(&lr); err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if b.Len() > MaxBodyBytes {
+		return nil, errTooLarge
+	}
+	return b.Bytes(), nil
 }
 
-// Bodies are pooled; buffers grown beyond 1 MiB (rare, and bounded by
-// MaxBodyBytes) are left to the garbage collector rather than kept.
-const maxPooledBuf = 1 << 20
+// acquireRead takes a read slot, waiting at most ReadSlotTimeout.
+func (s *Server) acquireRead(ctx context.Context) bool {
+	select {
+	case s.reads <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.opts.ReadSlotTimeout)
+	defer t.Stop()
+	select {
+	case s.reads <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Server) releaseRead() { <-s.reads }
+
+// Bodies are pooled; buffers grown beyond 64 KiB (workflow_job payloads are
+// 8-14 KB) are left to the garbage collector rather than kept, so what an
+// anonymous client made the server allocate does not stay.
+const maxPooledBuf = 64 << 10
 
 func (s *Server) getBuf() *bytes.Buffer {
 	if b, ok := s.bufs.Get().(*bytes.Buffer); ok {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -87,15 +88,40 @@ func setLabels(labels ...string) func(map[string]any) {
 // testOrg is the organisation of the queued and completed fixtures.
 const testOrg = "Octocoders"
 
-// tartyJob is the canonical queued fixture turned into a job Tarty wants.
+// tartyJob is the canonical queued fixture turned into a job Tarty wants,
+// created a minute ago (the fixture's own 2021 date would make it stale).
 func tartyJob(t testing.TB, action string, jobID int64) []byte {
 	return edit(t, fixture(t, fxQueued), func(p map[string]any) {
 		p["action"] = action
 		p["organization"] = map[string]any{"login": testOrg}
 		setLabels("self-hosted", "macOS", "tarty")(p)
 		job(p)["id"] = jobID
+		setCreated(time.Now().Add(-time.Minute))(p)
 	})
 }
+
+// setCreated sets workflow_job.created_at.
+func setCreated(at time.Time) func(map[string]any) {
+	return func(p map[string]any) { job(p)["created_at"] = at.UTC().Format(time.RFC3339) }
+}
+
+// inRepository sets repository.full_name.
+func inRepository(full string) func(map[string]any) {
+	return func(p map[string]any) { p["repository"].(map[string]any)["full_name"] = full }
+}
+
+// formBody encodes a JSON payload as GitHub's form content type does.
+func formBody(payload []byte) []byte {
+	return []byte(url.Values{"payload": {string(payload)}}.Encode())
+}
+
+// formHeader is the Content-Type of a form-encoded delivery.
+var formHeader = http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+
+// fixtureNow is a clock for servers fed GitHub's fixtures verbatim: after the
+// queued fixture was created (2021-09-13T02:21:13Z), within tarty.StaleAfter,
+// and before the other fixtures' jobs, so none of them is stale.
+func fixtureNow() time.Time { return time.Date(2021, 9, 13, 12, 0, 0, 0, time.UTC) }
 
 type testEnv struct {
 	srv    *Server

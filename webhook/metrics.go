@@ -20,26 +20,31 @@ const (
 	resultAccepted      = "accepted"       // 202, handed to the scheduler
 	resultIgnoredLabels = "ignored_labels" // 202, runs-on labels are not Tarty's
 	resultIgnoredScope  = "ignored_scope"  // 202, another organisation or repository
-	resultIgnoredAction = "ignored_action" // 202, an action GitHub does not document for workflow_job
-	resultIgnoredEvent  = "ignored_event"  // 202, a signed event other than workflow_job/ping
-	resultDuplicate     = "duplicate"      // 202, X-GitHub-Delivery seen before
-	resultPong          = "pong"           // 200, ping
-	resultBadSignature  = "bad_signature"  // 401
-	resultBadRequest    = "bad_request"    // 400
-	resultTooLarge      = "too_large"      // 413
-	resultOverloaded    = "overloaded"     // 503, the scheduler's queue stayed full
-	resultNotFound      = "not_found"      // 404, another path
-	resultBadMethod     = "bad_method"     // 405, another method on the webhook path
+	resultIgnoredStale  = "ignored_stale"  // 202, queued for a job created more than tarty.StaleAfter ago (a replay)
+	// 202, queued or waiting in a repository the runner group cannot serve (Options.Serves)
+	resultIgnoredRunnerGroup = "ignored_runner_group"
+	resultIgnoredAction      = "ignored_action" // 202, an action GitHub does not document for workflow_job
+	resultIgnoredEvent       = "ignored_event"  // 202, a signed event other than workflow_job/ping
+	resultDuplicate          = "duplicate"      // 202, X-GitHub-Delivery seen before
+	resultPong               = "pong"           // 200, ping
+	resultBadSignature       = "bad_signature"  // 401
+	resultBadRequest         = "bad_request"    // 400
+	resultTooLarge           = "too_large"      // 413
+	resultOverloaded         = "overloaded"     // 503, the scheduler's queue stayed full
+	resultBusy               = "busy"           // 503, no read slot: too many bodies being read at once
+	resultNotFound           = "not_found"      // 404, another path
+	resultBadMethod          = "bad_method"     // 405, another method on the webhook path
 )
 
 // initialSeries are exported as zero from the start, so dashboards and alerts
 // see them before the first delivery.
 var initialSeries = map[string][]string{
 	eventWorkflowJob: {
-		resultAccepted, resultIgnoredLabels, resultIgnoredScope, resultIgnoredAction,
-		resultDuplicate, resultBadSignature, resultBadRequest, resultTooLarge, resultOverloaded,
+		resultAccepted, resultIgnoredLabels, resultIgnoredScope, resultIgnoredStale, resultIgnoredRunnerGroup,
+		resultIgnoredAction, resultDuplicate, resultBadSignature, resultBadRequest, resultTooLarge,
+		resultOverloaded, resultBusy,
 	},
-	eventPing:  {resultPong, resultBadSignature, resultBadRequest, resultTooLarge},
+	eventPing:  {resultPong, resultBadSignature, resultBadRequest, resultTooLarge, resultBusy},
 	eventOther: {resultIgnoredEvent},
 }
 
