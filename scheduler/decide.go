@@ -141,9 +141,12 @@ func decide(now time.Time, c *core) []Action {
 		launching, idle := 0, 0
 		for _, s := range c.slots {
 			switch {
-			case down[s.index]:
 			case s.state == SlotLaunching:
+				// Even one being cancelled covers its demand until its
+				// worker reports: a boot timeout is a failure, and the
+				// backoff it starts decides when to try again.
 				launching++
+			case down[s.index]:
 			case s.state == SlotIdle && s.jobDoneAt.IsZero():
 				idle++
 			}
