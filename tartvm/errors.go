@@ -42,6 +42,8 @@ func (e *Error) Error() string {
 	case e.NotInstalled():
 		fmt.Fprintf(&b, "tart binary %q not found (%s): %v", e.path, installHint, e.Err)
 		return b.String()
+	case e.ExitCode == 0 && e.GuestCrashed():
+		b.WriteString("exit 0 after a guest crash")
 	case e.ctxErr != nil:
 		b.WriteString(e.ctxErr.Error())
 	case e.ExitCode >= 0:
@@ -107,6 +109,55 @@ func (e *Error) VMLimit() bool {
 // NoIP reports that `tart ip` found no address (yet).
 func (e *Error) NoIP() bool { return e.has("no IP address found") }
 
+// VMRunning reports tart's refusal to delete a running VM (`VM "x" is running`,
+// exit 1). Just after a `tart stop` that had to SIGKILL, the dying `tart run`
+// may still hold the VM's lock for a moment: worth retrying.
+func (e *Error) VMRunning() bool { return e.ExitCode == 1 && e.has(`" is running`) }
+
+// MissingFiles reports a VM directory without all of config.json, disk.img and
+// nvram.bin (`VM is missing some of its files`, exit 1): `list` does not show
+// it, but the name is taken; delete it.
+func (e *Error) MissingFiles() bool { return e.has("VM is missing some of its files") }
+
+// IPRetryable reports an `ip` failure worth retrying while the VM's `tart run`
+// is alive: no lease yet, or the DHCP lease file caught mid-rewrite by bootpd
+// (`Error: Truncated(...)`, `Error: UnexpectedFormat(...)`). tart reads the
+// lease file, not the VM, so any failure but a missing or broken VM may pass.
+func (e *Error) IPRetryable() bool {
+	if e.Verb != "ip" || e.ctxErr != nil || e.NotInstalled() || e.MissingFiles() {
+		return false
+	}
+	return e.ExitCode == 1
+}
+
+// GuestCrashed reports a `tart run` that ended because the guest stopped with
+// an error (or lost its network attachment). tart exits 0 then; Run reads the
+// run's log to tell it from a clean power-off.
+func (e *Error) GuestCrashed() bool {
+	return e.has("guest has stopped the virtual machine due to error") ||
+		(e.has("network attachment") && e.has("has been disconnected with error"))
+}
+
+// hostFixVZ is the operator's fix for Virtualization.framework refusing to
+// start any VM (tart issues #921, #1025, #1075, #1132).
+const hostFixVZ = "enable automatic login for the user that runs Tarty (System Settings > Users & Groups > Automatically log in), " +
+	"never run tart or Tarty as root, and for macOS 15.2+ guests keep that user's login keychain unlocked (security unlock-keychain login.keychain)"
+
+// HostFix returns a one-line fix when the failure is the host's, not the
+// VM's: Virtualization.framework's `VZErrorDomain Code=1 "The virtual machine
+// failed to start."`, which tart run as root, a missing GUI session or a
+// locked login keychain cause. It returns "" otherwise. tarty.HostFix finds
+// it through wrapping.
+func (e *Error) HostFix() string {
+	switch {
+	case e.has("VZErrorDomain Code=1") && e.has("failed to start"),
+		e.has("Interaction is not allowed with the Security Server"),
+		e.has("SecKeyCreateRandomKey"), e.has("Failed to generate keypair"):
+		return hostFixVZ
+	}
+	return ""
+}
+
 // NotInstalled reports that the tart binary could not be found or executed.
 func (e *Error) NotInstalled() bool {
 	return e.ExitCode < 0 && e.Err != nil &&
@@ -136,6 +187,34 @@ func NoIP(err error) bool { e, ok := asError(err); return ok && e.NoIP() }
 
 // NotInstalled reports whether err says the tart binary is missing.
 func NotInstalled(err error) bool { e, ok := asError(err); return ok && e.NotInstalled() }
+
+// VMRunning reports whether err is `tart delete` refusing a running VM.
+func VMRunning(err error) bool { e, ok := asError(err); return ok && e.VMRunning() }
+
+// MissingFiles reports whether err is a VM directory missing some of its files.
+func MissingFiles(err error) bool { e, ok := asError(err); return ok && e.MissingFiles() }
+
+// IPRetryable reports whether err is an `ip` failure worth retrying while
+// the VM's `tart run` is alive.
+func IPRetryable(err error) bool { e, ok := asError(err); return ok && e.IPRetryable() }
+
+// GuestCrashed reports whether err is a `tart run` that ended with a guest crash.
+func GuestCrashed(err error) bool { e, ok := asError(err); return ok && e.GuestCrashed() }
+
+// gcFailure starts the line tart prints before every verb but clone and pull
+// when it could not clean $TART_HOME/tmp: never the reason a verb failed.
+const gcFailure = "Failed to perform garbage collection"
+
+// errorLine is the line of a verb's error output that explains its failure:
+// the first non-empty one that is not a garbage-collection warning.
+func errorLine(b []byte) string {
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, gcFailure) {
+			return l
+		}
+	}
+	return firstLine(b)
+}
 
 // firstLine returns the first non-empty line of b, trimmed.
 func firstLine(b []byte) string {

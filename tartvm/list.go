@@ -27,8 +27,25 @@ func (v VM) Local() bool { return strings.EqualFold(v.Source, "local") }
 
 // List returns the local VMs (`tart list --source local --format json`).
 func (c *Client) List(ctx context.Context) ([]VM, error) {
-	args := []string{"list", "--source", "local", "--format", "json"}
+	return c.list(ctx, "local")
+}
+
+// ListOCI returns the cached OCI images (`tart list --source oci`), with
+// their sizes: what a pull or a clone of them costs on disk is known.
+func (c *Client) ListOCI(ctx context.Context) ([]VM, error) {
+	return c.list(ctx, "oci")
+}
+
+// list runs `tart list`. tart fails (exit 1) when a VM directory disappears
+// while it reads the sizes of its files (a delete or a clone's move racing
+// it): one more try then sees a settled directory.
+func (c *Client) list(ctx context.Context, source string) ([]VM, error) {
+	args := []string{"list", "--source", source, "--format", "json"}
 	out, err := c.exec(ctx, call{verb: "list", args: args, timeout: queryTimeout})
+	if e, ok := asError(err); ok && e.ExitCode == 1 && ctx.Err() == nil {
+		c.log.Debug().Str("error", e.Stderr).Msg("tart list failed; trying once more")
+		out, err = c.exec(ctx, call{verb: "list", args: args, timeout: queryTimeout})
+	}
 	if err != nil {
 		return nil, err
 	}

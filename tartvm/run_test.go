@@ -177,9 +177,12 @@ func TestRunGuestDiesWithError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// tart exits 0 even when the guest stopped with an error.
-	if err := waitResult(t, ch); err != nil {
-		t.Errorf("result = %v, want nil", err)
+	// tart exits 0 even when the guest stopped with an error: the log tells.
+	err = waitResult(t, ch)
+	var te *tartvm.Error
+	if !errors.As(err, &te) || te.ExitCode != 0 || !tartvm.GuestCrashed(err) ||
+		err.Error() != "tart run vm: exit 0 after a guest crash: guest has stopped the virtual machine due to error: internal error" {
+		t.Errorf("result = %v, want a guest crash", err)
 	}
 	if log := logText(t, c, "vm"); !strings.Contains(log, "guest has stopped the virtual machine due to error: internal error") {
 		t.Errorf("log = %q", log)

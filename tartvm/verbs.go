@@ -1,9 +1,11 @@
 package tartvm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"strconv"
@@ -93,20 +95,31 @@ func (c *Client) IP(ctx context.Context, name string, wait time.Duration) (strin
 // Stop stops a running VM: tart sends SIGINT and, after timeout (whole
 // seconds), SIGKILL. A VM that is not running, or does not exist, is not an
 // error, so teardown can call it unconditionally.
+//
+// "Not running" is not proof that the VM is down: tart takes the VM's lock
+// only after setting it up, so a `tart run` that just started is invisible to
+// `tart stop` and boots anyway. The Backend, which knows its own `tart run`
+// processes, retries in that case.
 func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) error {
-	if err := checkName("stop", name); err != nil {
-		return err
-	}
-	args := []string{"stop", "--timeout", seconds(timeout, math.MaxInt32), name}
-	_, err := c.exec(ctx, call{verb: "stop", name: name, args: args, timeout: timeout + slackTimeout})
+	err := c.stop(ctx, name, timeout)
 	if NotRunning(err) || NotFound(err) {
 		return nil
 	}
 	return err
 }
 
+// stop is `tart stop` with tart's answer unfiltered.
+func (c *Client) stop(ctx context.Context, name string, timeout time.Duration) error {
+	if err := checkName("stop", name); err != nil {
+		return err
+	}
+	args := []string{"stop", "--timeout", seconds(timeout, math.MaxInt32), name}
+	_, err := c.exec(ctx, call{verb: "stop", name: name, args: args, timeout: timeout + slackTimeout})
+	return err
+}
+
 // Delete removes a local VM; a missing one is not an error. tart refuses to
-// delete a running VM (exit 1, `VM "x" is running`).
+// delete a running VM (exit 1, `VM "x" is running`: see VMRunning).
 func (c *Client) Delete(ctx context.Context, name string) error {
 	if err := checkName("delete", name); err != nil {
 		return err
@@ -131,6 +144,74 @@ func (c *Client) Rename(ctx context.Context, name, newName string) error {
 	return err
 }
 
+// Pull fetches an OCI image (ghcr.io/org/img:tag) into tart's cache, so a
+// later clone of it is quick. It can take an hour for a macOS image; it is
+// bounded by ctx and a two-hour cap. tart's progress lines ("pulling
+// manifest...", "pulling disk (20.1 GB compressed)...", "42%") are written
+// to progress, when not nil, as they come. A local image name is not pulled
+// (tart says so and succeeds).
+//
+// tart may prune other cached images to make room (TART_NO_AUTO_PRUNE in the
+// environment turns that off); check FreeDisk first.
+func (c *Client) Pull(ctx context.Context, ref string, progress io.Writer) error {
+	if ref == "" || strings.HasPrefix(ref, "-") || strings.ContainsAny(ref, " \t\r\n") {
+		return fmt.Errorf("tart pull: invalid image reference %q", ref)
+	}
+	var w io.Writer
+	if progress != nil {
+		w = &lineWriter{w: progress}
+	}
+	// CI makes tart print each progress update as a plain line instead of
+	// redrawing the last one with terminal escapes.
+	_, err := c.exec(ctx, call{verb: "pull", name: ref, args: []string{"pull", ref}, timeout: pullTimeout,
+		env: []string{"CI=true"}, stdout: w})
+	return err
+}
+
+// lineWriter passes whole lines on, without terminal escape sequences or
+// carriage returns, so a log sees one progress update per line.
+type lineWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := stripEscapes(l.buf[:i])
+		l.buf = l.buf[i+1:]
+		if len(bytes.TrimSpace(line)) > 0 {
+			l.w.Write(append(line, '\n')) // a progress sink that fails must not fail the pull
+		}
+	}
+	if len(l.buf) > 64<<10 { // no newline in sight: not tart's progress
+		l.buf = l.buf[:0]
+	}
+	return len(p), nil
+}
+
+// stripEscapes removes ANSI CSI sequences (ESC [ ... final byte) and CRs.
+func stripEscapes(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		switch {
+		case b[i] == 0x1b && i+1 < len(b) && b[i+1] == '[':
+			i += 2
+			for i < len(b) && (b[i] < 0x40 || b[i] > 0x7e) {
+				i++
+			}
+		case b[i] == '\r':
+		default:
+			out = append(out, b[i])
+		}
+	}
+	return out
+}
+
 // VMConfig is `tart get --format json`.
 type VMConfig struct {
 	OS         string // "darwin" or "linux"
@@ -142,6 +223,12 @@ type VMConfig struct {
 	Display    string
 	Running    bool
 	State      string
+}
+
+// SizeGB is Size as a number (GB allocated on disk), 0 when tart did not say.
+func (v VMConfig) SizeGB() float64 {
+	f, _ := strconv.ParseFloat(v.Size, 64)
+	return f
 }
 
 // Get returns a local VM's configuration.
@@ -199,7 +286,8 @@ func (c *Client) OS(ctx context.Context, name string) (string, error) {
 	return cfg.OS, nil
 }
 
-// Version returns `tart --version`, e.g. "2.32.1".
+// Version returns `tart --version`, e.g. "2.32.1" (tart prints its release
+// tag; "SNAPSHOT" when built from source).
 func (c *Client) Version(ctx context.Context) (string, error) {
 	out, err := c.exec(ctx, call{verb: "--version", args: []string{"--version"}, timeout: queryTimeout})
 	if err != nil {
@@ -208,6 +296,29 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 	v := firstLine(out)
 	if v == "" {
 		return "", fmt.Errorf("tart --version: empty output")
+	}
+	return v, nil
+}
+
+// CheckVersion runs `tart --version` and refuses a tart older than
+// MinVersion with a *VersionError naming both versions. A build from source
+// ("SNAPSHOT") is accepted with a warning: it cannot be placed.
+func (c *Client) CheckVersion(ctx context.Context) (Version, error) {
+	raw, err := c.Version(ctx)
+	if err != nil {
+		return Version{}, err
+	}
+	v, err := ParseVersion(raw)
+	if err != nil {
+		return Version{}, err
+	}
+	if v.Snapshot {
+		c.log.Warn().Str("version", raw).Str("min", MinVersion.String()).
+			Msg("tart is a build from source; cannot check it has every flag Tarty uses")
+		return v, nil
+	}
+	if v.Less(MinVersion) {
+		return v, &VersionError{Found: v, Min: MinVersion}
 	}
 	return v, nil
 }

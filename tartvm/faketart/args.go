@@ -138,6 +138,9 @@ var (
 		positional: []string{"<name>"}, variadic: true}
 	cmdRename = &command{name: "rename", usage: "rename <name> <new-name>",
 		positional: []string{"<name>", "<new-name>"}}
+	cmdPull = &command{name: "pull", usage: "pull <remote-name> [--insecure] [--concurrency <concurrency>]",
+		flags:      []flagSpec{{long: "insecure"}, {long: "concurrency", valueName: "concurrency"}, {long: "deduplicate"}},
+		positional: []string{"<remote-name>"}}
 	cmdRun = &command{name: "run", usage: "run <name> [--no-graphics] [--no-audio] [--no-clipboard] [--dir <[name:]path[:options]> ...] [--net-bridged <interface name> ...] [--net-softnet] [--net-host]",
 		flags: []flagSpec{{long: "no-graphics"}, {long: "graphics"}, {long: "no-audio"}, {long: "no-clipboard"},
 			{long: "serial"}, {long: "serial-path", valueName: "serial-path"}, {long: "recovery"},

@@ -14,20 +14,39 @@ import (
 
 // Files under TART_HOME that belong to the fake, not to tart.
 const (
-	configFile = "faketart.json"        // Config, read by every invocation
-	countsFile = "faketart-counts.json" // how often each Fault with Times fired
-	callsFile  = "faketart-calls.jsonl" // the invocation log
-	procsDir   = "faketart-procs"       // one flock'd file per long-lived fake process
-	pokeFile   = "poweroff"             // vms/<name>/poweroff: the guest shuts down
-	runFile    = "faketart-run.json"    // vms/<name>/faketart-run.json: pid and start of the current run
+	configFile   = "faketart.json"        // Config, read by every invocation
+	countsFile   = "faketart-counts.json" // how often each Fault with Times fired
+	callsFile    = "faketart-calls.jsonl" // the invocation log
+	procsDir     = "faketart-procs"       // one flock'd file per long-lived fake process
+	leasesFile   = "faketart-leases.json" // DHCP leases by MAC address, like /var/db/dhcpd_leases
+	vzLockFile   = "faketart-vz.lock"     // serialises the VM-limit check of starting VMs
+	registryRoot = "faketart-registry"    // images `pull` can fetch: <host>/<path>/<tag>
+	pokeFile     = "poweroff"             // vms/<name>/poweroff: the guest shuts down
+	runFile      = "faketart-run.json"    // vms/<name>/faketart-run.json: pid and start of the current run
+	missingFiles = "VM is missing some of its files (config.json, disk.img or nvram.bin)"
+)
+
+// Texts of tart 2.32.1 that tests inject with Fault.Fail.
+const (
+	// VZStartFailed is what `tart run` prints (exit 1) when
+	// Virtualization.framework refuses to start the VM: tart run as root, or
+	// no GUI session / a locked login keychain for macOS 15.2+ guests.
+	VZStartFailed = `Error Domain=VZErrorDomain Code=1 "The virtual machine failed to start." UserInfo={NSLocalizedFailure=The virtual machine failed to start., NSLocalizedFailureReason=Internal Virtualization error. The virtual machine failed to start.}`
+	// TruncatedLeases is `tart ip` reading /var/db/dhcpd_leases while bootpd
+	// rewrites it (exit 1).
+	TruncatedLeases = `Error: Truncated(name: "truncated DHCPD leases file")`
+	// ListVanished is `tart list` when a VM directory disappears while it
+	// reads the sizes of its files (exit 1).
+	ListVanished = `Error: The file “disk.img” couldn’t be opened because there is no such file.`
 )
 
 // Defaults of Config.
 const (
-	DefaultVersion   = "2.32.1"
-	DefaultIP        = "127.0.0.1"
-	DefaultBootDelay = 200 * time.Millisecond
-	DefaultVMLimit   = 2
+	DefaultVersion      = "2.32.1"
+	DefaultIP           = "127.0.0.1"
+	DefaultBootDelay    = 200 * time.Millisecond
+	DefaultVMLimit      = 2
+	DefaultLeaseSeconds = 86400 // macOS bootpd's default lease time
 )
 
 // Config is $TART_HOME/faketart.json. Every invocation reads it, so a test can
@@ -35,19 +54,38 @@ const (
 type Config struct {
 	Version     string  `json:"version,omitempty"`       // `tart --version`; default 2.32.1
 	IP          string  `json:"ip,omitempty"`            // address `tart ip` prints; default 127.0.0.1
-	BootDelayMS *int    `json:"boot_delay_ms,omitempty"` // from `run` start until `ip` answers; default 200
+	BootDelayMS *int    `json:"boot_delay_ms,omitempty"` // from the VM's start until `ip` answers; default 200
 	VMLimit     *int    `json:"vm_limit,omitempty"`      // running macOS VMs allowed; default 2, lower simulates foreign VMs
 	Faults      []Fault `json:"faults,omitempty"`        // the first matching fault applies
+
+	// LockDelayMS is run's VM set-up, done under the global lock before it
+	// takes the VM's own lock: meanwhile `tart stop` says "not running" and a
+	// SIGINT is lost (tart installs its stop handler only later), so the VM
+	// boots anyway.
+	LockDelayMS int `json:"lock_delay_ms,omitempty"`
+	// StartDelayMS is Virtualization.framework's start, after the VM lock:
+	// the VM-limit error and start failures (Fault.Fail) come at its end.
+	StartDelayMS int `json:"start_delay_ms,omitempty"`
+	// LeakedVMs are slots of the host's VM counter that leaked (tart issues
+	// #445, #1217): with LeakedVMs = VMLimit every macOS VM fails with the
+	// limit error although none runs.
+	LeakedVMs int `json:"leaked_vms,omitempty"`
+	// LeaseSeconds is the DHCP lease time. `ip` answers a VM's unexpired
+	// lease whether or not the VM still runs, as tart reads the lease file;
+	// default 86400, negative keeps no leases.
+	LeaseSeconds int `json:"lease_seconds,omitempty"`
 }
 
 // Fault changes the outcome of matching invocations.
 type Fault struct {
-	Verb       string `json:"verb,omitempty"`        // "clone", "run", "ip", "list", "--version", ...; "" = every verb
-	NamePrefix string `json:"name_prefix,omitempty"` // VM name prefix (clone: the new name); "" = any
+	Verb       string `json:"verb,omitempty"`        // "clone", "run", "ip", "list", "pull", "--version", ...; "" = every verb
+	NamePrefix string `json:"name_prefix,omitempty"` // VM name prefix (clone: the new name; pull: the reference); "" = any
 	Times      int    `json:"times,omitempty"`       // fire only for the first N invocations it affects; 0 = always
 
-	Hang     bool   `json:"hang,omitempty"`      // sleep until killed
-	Fail     string `json:"fail,omitempty"`      // print this to stderr and exit ExitCode (run: after taking the VM lock)
+	Hang       bool `json:"hang,omitempty"`        // sleep until killed (SIGINT ends it unless IgnoreStop)
+	SpawnChild bool `json:"spawn_child,omitempty"` // Hang: also leave a child in the process group that ignores SIGINT
+
+	Fail     string `json:"fail,omitempty"`      // print this to stderr and exit ExitCode (run: at the end of its start; pull: half-way)
 	ExitCode int    `json:"exit_code,omitempty"` // exit code of Fail; default 1
 
 	NoIP        bool   `json:"no_ip,omitempty"`         // ip: never finds an address
@@ -56,7 +94,9 @@ type Fault struct {
 
 	DieAfterMS int    `json:"die_after_ms,omitempty"` // run: the guest stops with an error after N ms (tart still exits 0)
 	DieError   string `json:"die_error,omitempty"`    // run: the error text for DieAfterMS
-	IgnoreStop bool   `json:"ignore_stop,omitempty"`  // run: ignore SIGINT, so `tart stop` escalates to SIGKILL
+	IgnoreStop bool   `json:"ignore_stop,omitempty"`  // run, Hang: ignore SIGINT, so only SIGKILL ends it
+
+	DelayMS int `json:"delay_ms,omitempty"` // pull (also clone's pull of an OCI image): the download takes this long
 }
 
 // relevant reports whether f does anything to verb.
@@ -69,6 +109,8 @@ func (f Fault) relevant(verb string) bool {
 		return f.NoIP || f.IP != "" || f.BootDelayMS != nil
 	case "run":
 		return f.DieAfterMS > 0 || f.IgnoreStop
+	case "pull":
+		return f.DelayMS > 0
 	}
 	return false
 }
@@ -85,6 +127,13 @@ func (c Config) vmLimit() int {
 		return *c.VMLimit
 	}
 	return DefaultVMLimit
+}
+
+func (c Config) leaseTime() time.Duration {
+	if c.LeaseSeconds == 0 {
+		return DefaultLeaseSeconds * time.Second
+	}
+	return time.Duration(c.LeaseSeconds) * time.Second
 }
 
 func (c Config) ip(f Fault) string {

@@ -3,10 +3,12 @@ package faketart_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,6 +149,11 @@ func TestErrors(t *testing.T) {
 	home := t.TempDir()
 	seed(t, home, "vm", faketart.VMOptions{})
 	seed(t, home, "other", faketart.VMOptions{})
+	seed(t, home, "lin", faketart.VMOptions{OS: "linux", MemoryMB: 1024})
+	seed(t, home, "nodisk", faketart.VMOptions{})
+	if err := faketart.RemoveDisk(home, "nodisk"); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args   []string
 		code   int
@@ -171,7 +178,21 @@ func TestErrors(t *testing.T) {
 		{[]string{"stop"}, 64, `Error: Missing expected argument '<name>'`},
 		{[]string{"ip", "vm", "--bogus"}, 64, `Error: Unknown option '--bogus'`},
 		{[]string{"run", "vm", "--graphics", "--no-graphics"}, 64, `Error: --graphics and --no-graphics are mutually exclusive`},
-		{[]string{"set", "vm", "--cpu", "1"}, 1, `VM should have 2 CPU cores at minimum (requested 1)`},
+		{[]string{"set", "vm", "--cpu", "1"}, 1, `Error: LessThanMinimalResourcesError: VM should have 2 CPU cores at minimum (requested 1)`},
+		{[]string{"set", "vm", "--cpu", "0"}, 1, `Error: LessThanMinimalResourcesError: VM should have 2 CPU cores at minimum (requested 0)`},
+		{[]string{"set", "lin", "--cpu", "0"}, 1, `Error: LessThanMinimalResourcesError: VM should have 1 CPU cores at minimum (requested 0)`},
+		{[]string{"set", "vm", "--memory", "1024"}, 1, `Error: LessThanMinimalResourcesError: VM should have 4294967296 bytes of memory at minimum (requested 1073741824)`},
+		{[]string{"set", "lin", "--memory", "64"}, 1, `Error: LessThanMinimalResourcesError: VM should have 134217728 bytes of memory at minimum (requested 67108864)`},
+		// A directory without its disk: tart's VMMissingFiles, exit 1.
+		{[]string{"get", "nodisk"}, 1, `VM is missing some of its files (config.json, disk.img or nvram.bin)`},
+		{[]string{"ip", "nodisk"}, 1, `VM is missing some of its files (config.json, disk.img or nvram.bin)`},
+		{[]string{"set", "nodisk", "--random-mac"}, 1, `VM is missing some of its files (config.json, disk.img or nvram.bin)`},
+		{[]string{"stop", "nodisk"}, 1, `VM is missing some of its files (config.json, disk.img or nvram.bin)`},
+		{[]string{"clone", "nodisk", "x"}, 1, `VM is missing some of its files (config.json, disk.img or nvram.bin)`},
+		{[]string{"run", "nodisk"}, 1, `Error: VM is missing some of its files (config.json, disk.img or nvram.bin)`},
+		{[]string{"rename", "nodisk", "x"}, 64, `Error: failed to rename a non-existent local VM: nodisk`},
+		{[]string{"pull", "vm"}, 0, ``},
+		{[]string{"pull", "ghcr.io/org/missing:v1"}, 1, `Error: UnexpectedHTTPStatusCode(when: "pulling manifest", code: 404, details: "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"manifest unknown\"}]}")`},
 		{[]string{"frobnicate"}, 64, `Error: Unexpected argument 'frobnicate'`},
 	}
 	if code, _, e := tart("", "list"); code != 1 || !strings.Contains(e, "TART_HOME must be set") {
@@ -228,8 +249,8 @@ func TestCloneSetRenameDelete(t *testing.T) {
 	if got := macOf(t, filepath.Join(vms, "b")); got != "0e:00:00:00:00:02" {
 		t.Errorf("first clone of an OCI image has MAC %s", got)
 	}
-	if code, _, e := tart(home, "clone", "ghcr.io/org/img:v2", "c"); code != 1 || !strings.Contains(e, "cannot pull") {
-		t.Errorf("clone of an unseeded OCI image: %d %q", code, e)
+	if code, _, e := tart(home, "clone", "ghcr.io/org/img:v2", "c"); code != 1 || !strings.Contains(e, "code: 404") {
+		t.Errorf("clone of an OCI image in no registry: %d %q", code, e)
 	}
 
 	// tart overwrites silently.
@@ -376,5 +397,101 @@ func TestProcesses(t *testing.T) {
 	}
 	if err := orphan.Wait(); orphan.ProcessState.ExitCode() != 1 || !strings.Contains(out.String(), "vanished") {
 		t.Errorf("orphaned run: %v %q", err, out.String())
+	}
+}
+
+func TestPull(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	const ref = "ghcr.io/cirruslabs/macos-tahoe-base:latest"
+	if err := faketart.SeedRemote(home, ref, faketart.VMOptions{DiskGB: 50}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := tart(home, "pull", ref)
+	want := "pulling " + ref + "...\npulling manifest...\npulling disk (20.0 GB compressed)...\n" +
+		"0%\n10%\n20%\n30%\n40%\n50%\n60%\n70%\n80%\n90%\n100%\npulling NVRAM...\n"
+	if code != 0 || out != want || errOut != "" {
+		t.Errorf("pull: exit %d, stderr %q, stdout\n%s\nwant\n%s", code, errOut, out, want)
+	}
+	if code, out, _ := tart(home, "list", "--source", "oci", "-q"); code != 0 || out != ref+"\n" {
+		t.Errorf("cache after pull: %d %q", code, out)
+	}
+	if code, out, _ := tart(home, "pull", ref); code != 0 || !strings.HasSuffix(out, ref+" image is already cached and linked!\n") {
+		t.Errorf("second pull: %d %q", code, out)
+	}
+
+	// clone of an OCI image not yet in the cache pulls it first.
+	const other = "ghcr.io/org/img:v1"
+	if err := faketart.SeedRemote(home, other, faketart.VMOptions{OS: "linux"}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = tart(home, "clone", other, "vm")
+	if code != 0 || !strings.HasPrefix(out, "pulling manifest...\n") || errOut != "" {
+		t.Errorf("clone of an uncached image: %d %q %q", code, out, errOut)
+	}
+	if _, out, _ := tart(home, "get", "vm", "--format", "json"); !strings.Contains(out, `"OS" : "linux"`) {
+		t.Errorf("clone of a pulled image: %s", out)
+	}
+
+	// A failing pull stops half-way and leaves nothing behind.
+	const broken = "ghcr.io/org/broken:v1"
+	if err := faketart.SeedRemote(home, broken, faketart.VMOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := faketart.WriteConfig(home, faketart.Config{Faults: []faketart.Fault{
+		{Verb: "pull", NamePrefix: "ghcr.io/org/broken", Fail: "Error: URLError(_nsError: Error Domain=NSURLErrorDomain Code=-1005)"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"pull", broken}, {"clone", broken, "b"}} {
+		code, out, errOut = tart(home, args...)
+		if code != 1 || !strings.HasSuffix(out, "40%\n") || !strings.HasPrefix(errOut, "Error: URLError") {
+			t.Errorf("%v with a failing registry: %d %q %q", args, code, out, errOut)
+		}
+	}
+	if _, out, _ := tart(home, "list", "-q"); strings.Contains(out, "broken") || strings.Contains(out, "b\n") {
+		t.Errorf("a failed pull left %q", out)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(home, "tmp")); len(entries) != 0 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+// TestDeleteAndRenameTakeNoGlobalLock: tart's delete and rename run while
+// another command holds TART_HOME's lock (a clone copying, a run starting).
+func TestDeleteAndRenameTakeNoGlobalLock(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	seed(t, home, "a", faketart.VMOptions{})
+	seed(t, home, "b", faketart.VMOptions{})
+	dir, err := os.Open(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if err := syscall.Flock(int(dir.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 2)
+	go func() {
+		code, _, e := tart(home, "rename", "a", "c")
+		done <- fmt.Sprintf("rename %d %s", code, e)
+	}()
+	go func() {
+		code, _, e := tart(home, "delete", "b")
+		done <- fmt.Sprintf("delete %d %s", code, e)
+	}()
+	for range 2 {
+		select {
+		case r := <-done:
+			if !strings.HasSuffix(r, " 0 ") {
+				t.Errorf("%s", r)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("delete or rename waited for the global lock")
+		}
+	}
+	if _, out, _ := tart(home, "list", "-q"); out != "c\n" {
+		t.Errorf("after rename and delete: %q", out)
 	}
 }

@@ -45,6 +45,29 @@ func SeedOCI(home, ref string, o VMOptions) error {
 	return seed(d, o)
 }
 
+// SeedRemote puts an image such as ghcr.io/org/img:tag in the fake registry:
+// `pull` and `clone` of that reference fetch it into the OCI cache, slowly or
+// failing when a Fault{Verb: "pull"} says so. References not seeded anywhere
+// fail to pull with the registry's 404.
+func SeedRemote(home, ref string, o VMOptions) error {
+	d, ok := registryDir(home, ref)
+	if !ok {
+		return fmt.Errorf("faketart: %q is not an OCI reference", ref)
+	}
+	return seed(d, o)
+}
+
+// RemoveDisk deletes the disk.img of local VM name, leaving a directory that
+// tart reports as "VM is missing some of its files" (exit 1) and leaves out of
+// `list`: what an interrupted copy or a careless clean-up leaves behind.
+func RemoveDisk(home, name string) error {
+	d, ok := localDir(home, name)
+	if !ok {
+		return fmt.Errorf("faketart: %q is not a local VM name", name)
+	}
+	return os.Remove(d.disk())
+}
+
 func seed(d vmDir, o VMOptions) error {
 	if o.OS == "" {
 		o.OS = "darwin"
@@ -130,6 +153,35 @@ func PowerOff(home, name string) error {
 		return fmt.Errorf("faketart: VM %q is not running", name)
 	}
 	return os.WriteFile(d.poke(), nil, 0o644)
+}
+
+// LiveProcs returns the pids of the fake processes of home that are still
+// alive: running VMs, hung verbs and the children they spawned. A process
+// counts as alive until it and every process that inherited its registration
+// have exited, so an empty result means nothing of the fake is left.
+func LiveProcs(home string) ([]int, error) {
+	entries, err := os.ReadDir(filepath.Join(home, procsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var alive []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ok, err := procAlive(filepath.Join(home, procsDir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			alive = append(alive, pid)
+		}
+	}
+	return alive, nil
 }
 
 // KillAll SIGKILLs every live fake process of home (running VMs, hung verbs)

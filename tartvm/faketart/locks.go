@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -115,6 +116,37 @@ func registerProc(home string) (release func(), err error) {
 		os.Remove(final)
 		f.Close()
 	}, nil
+}
+
+// spawnChild starts a child in this process's group that ignores SIGINT and
+// lives until it is killed or TART_HOME goes. It is registered like a fake
+// process: the flock'd file is handed to it as fd 3 (and inherited by its own
+// children), so it stays locked exactly as long as one of them lives.
+func spawnChild(home string) error {
+	dir := filepath.Join(home, procsDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".new-*")
+	if err != nil {
+		return err
+	}
+	defer f.Close() // the child keeps its own descriptor, and so the lock
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	// An ignored signal stays ignored across exec, in sleep too.
+	cmd := exec.Command("/bin/sh", "-c", `trap "" INT; while [ -d "$1" ]; do sleep 1; done`, "faketart-child", home)
+	cmd.ExtraFiles = []*os.File{f}
+	if err := cmd.Start(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(dir, strconv.Itoa(cmd.Process.Pid))); err != nil {
+		return err
+	}
+	return cmd.Process.Release() // reaped by init once this process is gone
 }
 
 // procAlive reports whether the process registered in path still holds its

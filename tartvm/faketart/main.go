@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"time"
 )
@@ -41,6 +42,7 @@ type tart struct {
 	args           []string
 	start          time.Time
 	cfg            Config
+	interrupted    bool // ended by SIGINT (logged in Call.Interrupted)
 }
 
 func (t *tart) dispatch() int {
@@ -73,11 +75,12 @@ func (t *tart) dispatch() int {
 		"clone": {cmdClone, t.clone}, "set": {cmdSet, t.set}, "get": {cmdGet, t.get},
 		"list": {cmdList, t.list}, "ip": {cmdIP, t.ip}, "stop": {cmdStop, t.stop},
 		"delete": {cmdDelete, t.delete}, "rename": {cmdRename, t.rename}, "run": {cmdRun, t.run},
+		"pull": {cmdPull, t.pull},
 	}
 	entry, ok := cmds[verb]
 	if !ok {
 		switch verb {
-		case "create", "login", "logout", "exec", "pull", "push", "import", "export", "prune", "suspend", "fqn":
+		case "create", "login", "logout", "exec", "push", "import", "export", "prune", "suspend", "fqn":
 			fmt.Fprintf(t.stderr, "faketart: %q is not simulated\n", verb)
 			return 1
 		}
@@ -93,7 +96,7 @@ func (t *tart) dispatch() int {
 	if uerr != nil {
 		return t.usage(entry.c, uerr)
 	}
-	if verb == "run" { // run applies its faults itself, around the VM lock
+	if verb == "run" || verb == "pull" { // they apply their faults themselves, mid-way
 		return entry.fn(p)
 	}
 	name := ""
@@ -115,7 +118,7 @@ func (t *tart) withFault(verb, name string, fn func() int) int {
 	}
 	switch {
 	case f.Hang:
-		t.hang()
+		return t.hang(f)
 	case f.Fail != "":
 		return t.fail(f)
 	}
@@ -130,15 +133,32 @@ func (t *tart) fail(f Fault) int {
 	return 1
 }
 
-// hang logs the call and sleeps until the process is killed.
-func (t *tart) hang() {
+// hang logs the call and sleeps until the process is killed or, unless
+// f.IgnoreStop, interrupted: SIGINT cancels a tart command, which then exits 1
+// as Swift reports a cancelled task. With f.SpawnChild it first leaves a child
+// in its process group that ignores SIGINT, as a helper process might, so only
+// a signal to the whole group ends it.
+func (t *tart) hang(f Fault) int {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
 	if release, err := registerProc(t.home); err == nil {
-		defer release() // only reached if the sleep ever ended
+		defer release()
+	}
+	if f.SpawnChild {
+		if err := spawnChild(t.home); err != nil {
+			return t.runtimeErr(1, "faketart: %v", err)
+		}
 	}
 	t.logCall(0, true)
-	for {
-		time.Sleep(time.Hour)
+	for range sigs {
+		if !f.IgnoreStop {
+			fmt.Fprintln(t.stderr, "Error: CancellationError()")
+			t.interrupted = true
+			return 1
+		}
 	}
+	return 1 // not reached: sigs is never closed
 }
 
 // usage prints a ValidationError the way ArgumentParser does and returns 64.
@@ -162,6 +182,29 @@ func (t *tart) doesNotExist(name string) int {
 	return t.runtimeErr(2, "the specified VM %q does not exist", name)
 }
 
+// open is tart's VMStorageLocal.open: a missing directory is "does not
+// exist" (exit 2); a directory without all of config.json, disk.img and
+// nvram.bin is "missing some of its files" (exit 1). It returns the exit code
+// when ok is false.
+func (t *tart) open(name string) (d vmDir, code int, ok bool) {
+	d, local := localDir(t.home, name)
+	switch {
+	case !local || !d.dirExists():
+		return d, t.doesNotExist(name), false
+	case !d.initialized():
+		return d, t.runtimeErr(1, "%s", missingFiles), false
+	}
+	return d, 0, true
+}
+
+// nsError prints an error that tart does not wrap in a RuntimeError (a
+// Foundation or Swift error): ArgumentParser prefixes it with "Error: " and
+// tart exits 1.
+func (t *tart) nsError(format string, a ...any) int {
+	fmt.Fprintf(t.stderr, "Error: "+format+"\n", a...)
+	return 1
+}
+
 // Call is one line of the invocation log, $TART_HOME/faketart-calls.jsonl.
 type Call struct {
 	Time       time.Time `json:"time"`        // when the invocation started
@@ -170,13 +213,16 @@ type Call struct {
 	Hung       bool      `json:"hung"`        // a Hang fault: logged when it started hanging
 	PID        int       `json:"pid"`         // the fake's process id
 	DurationMS int64     `json:"duration_ms"` // until exit (or until it started hanging)
+	// Interrupted: a SIGINT ended it (a cancelled hung verb or pull); run
+	// logs stops as "Stopping VM..." in its output instead.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // logCall appends the invocation to the log with one write, which O_APPEND
 // keeps whole among concurrent invocations.
 func (t *tart) logCall(code int, hung bool) {
 	c := Call{Time: t.start.UTC(), Args: t.args, Exit: code, Hung: hung, PID: os.Getpid(),
-		DurationMS: time.Since(t.start).Milliseconds()}
+		DurationMS: time.Since(t.start).Milliseconds(), Interrupted: t.interrupted}
 	if c.Args == nil {
 		c.Args = []string{}
 	}
@@ -197,5 +243,5 @@ const overview = `OVERVIEW: fake tart (Tarty test double)
 USAGE: tart <subcommand>
 
 SUBCOMMANDS:
-  clone, run, set, get, list, ip, stop, delete, rename
+  clone, run, set, get, list, ip, stop, delete, rename, pull
 `

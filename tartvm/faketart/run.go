@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -15,9 +16,16 @@ const pollEvery = 50 * time.Millisecond
 // defaultDieError is what a DieAfterMS fault reports when DieError is empty.
 const defaultDieError = `Error Domain=VZErrorDomain Code=1 "The virtual machine stopped unexpectedly."`
 
-// run "boots" the VM: it holds the VM's fcntl lock until SIGINT (tart stop),
-// the guest powering off (vms/<name>/poweroff appears), or a DieAfterMS fault.
-// All three exit 0, like tart.
+// run "boots" the VM in tart's phases:
+//
+//  1. under the global lock: the MAC check and the VM set-up (LockDelayMS),
+//     during which the VM does not look running and a SIGINT is lost;
+//  2. the VM's fcntl lock is taken (now it looks running) and the global lock
+//     released;
+//  3. Virtualization.framework's start (StartDelayMS), at whose end come the
+//     two-VM limit (exit 1) and a Fault.Fail start failure;
+//  4. it holds the lock until SIGINT (tart stop), the guest powering off
+//     (vms/<name>/poweroff appears) or a DieAfterMS fault, all of which exit 0.
 func (t *tart) run(p parsed) int {
 	switch {
 	case p.has("graphics") && p.has("no-graphics"):
@@ -35,11 +43,13 @@ func (t *tart) run(p parsed) int {
 		return t.usage(cmdRun, usagef("--net-bridged, --net-softnet and --net-host are mutually exclusive"))
 	}
 	name := p.args[0]
-	d, ok := existingDir(t.home, name)
-	if !ok {
+	d, local := localDir(t.home, name)
+	switch {
+	case !local || !d.dirExists():
 		// tart checks this in validate(), so ArgumentParser prints it: exit 1.
-		fmt.Fprintf(t.stderr, "Error: the specified VM %q does not exist\n", name)
-		return 1
+		return t.nsError("the specified VM %q does not exist", name)
+	case !d.initialized():
+		return t.nsError("%s", missingFiles)
 	}
 
 	// Before anything that makes the VM look running, so `stop` always finds a
@@ -53,7 +63,7 @@ func (t *tart) run(p parsed) int {
 		return t.runtimeErr(1, "faketart: %v", err)
 	}
 	if f.Hang {
-		t.hang()
+		return t.hang(f)
 	}
 	release, err := registerProc(t.home)
 	if err != nil {
@@ -61,13 +71,36 @@ func (t *tart) run(p parsed) int {
 	}
 	defer release()
 
-	lock, code := t.startVM(d, name)
+	lock, cfg, code := t.lockVM(d, name, sigs)
 	if lock == nil {
 		return code
 	}
 	defer lock.Close() // held until exit: this is what "running" means
+
+	// Virtualization.framework's start. tart's stop handler is installed now,
+	// so a SIGINT meanwhile stops the VM once it started.
+	stopping := false
+	if delay := time.Duration(t.cfg.StartDelayMS) * time.Millisecond; delay > 0 {
+		timer := time.NewTimer(delay)
+	wait:
+		for {
+			select {
+			case <-sigs:
+				stopping = stopping || !f.IgnoreStop
+			case <-timer.C:
+				break wait
+			}
+		}
+	}
+	if code, ok := t.startVZ(d, name, cfg); !ok {
+		return code
+	}
 	if f.Fail != "" {
 		return t.fail(f) // a start failure inside the run task
+	}
+	if stopping {
+		fmt.Fprintln(t.stdout, "Stopping VM...")
+		return 0
 	}
 
 	tick := time.NewTicker(pollEvery)
@@ -107,27 +140,94 @@ func (t *tart) run(p parsed) int {
 	}
 }
 
-// startVM does run's start phase under the global lock: MAC collision check,
-// the VM lock, and the two-macOS-VM limit, checked atomically with taking the
-// lock so two concurrent runs cannot both squeeze in. It returns the locked
-// config.json, or nil and the exit code.
-func (t *tart) startVM(d vmDir, name string) (*os.File, int) {
+// lockVM does run's start phase under the global lock: the MAC collision
+// check, the VM set-up (LockDelayMS, SIGINTs lost) and the VM lock. It returns
+// the locked config.json and the VM's configuration (read before the lock:
+// closing any descriptor of a file drops this process's fcntl lock on it), or
+// nil and the exit code.
+func (t *tart) lockVM(d vmDir, name string, sigs <-chan os.Signal) (*os.File, vmConfig, int) {
 	unlock, err := lockHome(t.home)
 	if err != nil {
-		return nil, t.runtimeErr(1, "%v", err)
+		return nil, vmConfig{}, t.runtimeErr(1, "%v", err)
 	}
 	defer unlock()
 
 	cfg, err := d.readConfig()
 	if err != nil {
-		return nil, t.runtimeErr(1, "%v", err)
+		return nil, cfg, t.runtimeErr(1, "%v", err)
 	}
 	names, err := localNames(t.home)
 	if err != nil {
-		return nil, t.runtimeErr(1, "%v", err)
+		return nil, cfg, t.runtimeErr(1, "%v", err)
 	}
-	var macOS []string
 	collision := false
+	for _, n := range names {
+		if n == name {
+			continue
+		}
+		od, _ := localDir(t.home, n)
+		if pid, err := od.runningPID(); err != nil || pid == 0 {
+			continue
+		}
+		if oc, err := od.readConfig(); err == nil && strings.EqualFold(oc.MACAddress, cfg.MACAddress) {
+			collision = true
+		}
+	}
+	if collision {
+		fmt.Fprintln(t.stdout, "There is already a running VM with the same MAC address!")
+		fmt.Fprintln(t.stdout, "Resetting VM to assign a new MAC address...")
+		cfg.MACAddress = randomMAC()
+		if err := d.writeConfig(cfg); err != nil {
+			return nil, cfg, t.runtimeErr(1, "%v", err)
+		}
+	}
+	if delay := time.Duration(t.cfg.LockDelayMS) * time.Millisecond; delay > 0 {
+		timer := time.NewTimer(delay)
+	setup:
+		for {
+			select {
+			case <-sigs: // only tart's root handler is installed: the signal is lost
+			case <-timer.C:
+				break setup
+			}
+		}
+	}
+	// A power-off left from before this run must not stop it; removed before the
+	// VM looks running so a PowerOff that sees it running is never lost.
+	os.Remove(d.poke())
+
+	lock, ok, err := tryLockVM(d.config())
+	if err != nil {
+		return nil, cfg, t.runtimeErr(1, "%v", err)
+	}
+	if !ok {
+		return nil, cfg, t.runtimeErr(2, "VM %q is already running!", name)
+	}
+	b, _ := json.Marshal(runInfo{PID: os.Getpid(), Started: time.Now()})
+	if err := writeFileAtomic(d.runInfo(), b); err != nil {
+		lock.Close()
+		return nil, cfg, t.runtimeErr(1, "%v", err)
+	}
+	d.touch()
+	return lock, cfg, 0
+}
+
+// startVZ is the end of Virtualization.framework's start: the two-macOS-VM
+// limit, counted over the VMs that booted (plus leaked slots), checked and
+// recorded under one lock so racing starts cannot both squeeze in. tart's
+// message names every other running local VM, Linux ones included.
+func (t *tart) startVZ(d vmDir, name string, cfg vmConfig) (int, bool) {
+	unlock, err := lockFile(filepath.Join(t.home, vzLockFile))
+	if err != nil {
+		return t.runtimeErr(1, "%v", err), false
+	}
+	defer unlock()
+	names, err := localNames(t.home)
+	if err != nil {
+		return t.runtimeErr(1, "%v", err), false
+	}
+	var others []string
+	booted := t.cfg.LeakedVMs
 	for _, n := range names {
 		if n == name {
 			continue
@@ -137,49 +237,30 @@ func (t *tart) startVM(d vmDir, name string) (*os.File, int) {
 		if err != nil || pid == 0 {
 			continue
 		}
+		others = append(others, n)
 		oc, err := od.readConfig()
-		if err != nil {
+		if err != nil || oc.OS == "linux" {
 			continue
 		}
-		if oc.OS != "linux" {
-			macOS = append(macOS, n)
-		}
-		if strings.EqualFold(oc.MACAddress, cfg.MACAddress) {
-			collision = true
+		if ri, err := od.readRunInfo(); err == nil && ri.PID == pid && !ri.Booted.IsZero() {
+			booted++
 		}
 	}
-	if collision {
-		fmt.Fprintln(t.stdout, "There is already a running VM with the same MAC address!")
-		fmt.Fprintln(t.stdout, "Resetting VM to assign a new MAC address...")
-		cfg.MACAddress = randomMAC()
-		if err := d.writeConfig(cfg); err != nil {
-			return nil, t.runtimeErr(1, "%v", err)
-		}
-	}
-	// A power-off left from before this run must not stop it; removed before the
-	// VM looks running so a PowerOff that sees it running is never lost.
-	os.Remove(d.poke())
-
-	lock, ok, err := tryLockVM(d.config())
-	if err != nil {
-		return nil, t.runtimeErr(1, "%v", err)
-	}
-	if !ok {
-		return nil, t.runtimeErr(2, "VM %q is already running!", name)
-	}
-	if cfg.OS != "linux" && len(macOS) >= t.cfg.vmLimit() {
-		lock.Close()
+	if cfg.OS != "linux" && booted >= t.cfg.vmLimit() {
 		msg := "The number of VMs exceeds the system limit"
-		if len(macOS) > 0 {
-			msg += " (other running VMs: " + strings.Join(macOS, ", ") + ")"
+		if len(others) > 0 {
+			msg += " (other running VMs: " + strings.Join(others, ", ") + ")"
 		}
-		return nil, t.runtimeErr(1, "%s", msg)
+		return t.runtimeErr(1, "%s", msg), false
 	}
-	b, _ := json.Marshal(runInfo{PID: os.Getpid(), Started: time.Now()})
+	ri, err := d.readRunInfo()
+	if err != nil {
+		return t.runtimeErr(1, "%v", err), false
+	}
+	ri.Booted = time.Now()
+	b, _ := json.Marshal(ri)
 	if err := writeFileAtomic(d.runInfo(), b); err != nil {
-		lock.Close()
-		return nil, t.runtimeErr(1, "%v", err)
+		return t.runtimeErr(1, "%v", err), false
 	}
-	d.touch()
-	return lock, 0
+	return 0, true
 }

@@ -49,9 +49,28 @@ func (d vmDir) state() string   { return filepath.Join(string(d), "state.vzvmsav
 func (d vmDir) poke() string    { return filepath.Join(string(d), pokeFile) }
 func (d vmDir) runInfo() string { return filepath.Join(string(d), runFile) }
 
+// exists reports whether the VM has its config.json: enough for `delete`,
+// which only needs the file it locks.
 func (d vmDir) exists() bool {
 	fi, err := os.Stat(d.config())
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// initialized reports whether all three files are there, as tart's
+// VMDirectory.initialized does: `list` skips other directories and the other
+// verbs refuse them with missingFiles.
+func (d vmDir) initialized() bool {
+	for _, p := range []string{d.config(), d.disk(), d.nvram()} {
+		if _, err := os.Stat(p); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (d vmDir) dirExists() bool {
+	fi, err := os.Stat(string(d))
+	return err == nil && fi.IsDir()
 }
 
 func (d vmDir) readConfig() (vmConfig, error) {
@@ -150,10 +169,11 @@ func localDir(home, name string) (vmDir, bool) {
 	return vmDir(filepath.Join(home, "vms", name)), true
 }
 
-// existingDir is the directory of local VM name when that VM exists.
+// existingDir is the directory of local VM name when that VM exists with all
+// its files.
 func existingDir(home, name string) (vmDir, bool) {
 	d, ok := localDir(home, name)
-	return d, ok && d.exists()
+	return d, ok && d.initialized()
 }
 
 // localNames lists local VMs, sorted.
@@ -167,7 +187,7 @@ func localNames(home string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && vmDir(filepath.Join(home, "vms", e.Name())).exists() {
+		if e.IsDir() && vmDir(filepath.Join(home, "vms", e.Name())).initialized() {
 			names = append(names, e.Name())
 		}
 	}
@@ -213,7 +233,7 @@ func ociNames(home string) ([]string, map[string]vmDir, error) {
 			}
 			return err
 		}
-		if !e.IsDir() || !vmDir(path).exists() {
+		if !e.IsDir() || !vmDir(path).initialized() {
 			return nil
 		}
 		rel, err := filepath.Rel(root, path)
@@ -247,10 +267,13 @@ func randomMAC() string {
 }
 
 // runInfo is vms/<name>/faketart-run.json, written by `run` once it holds the
-// VM lock: `ip` measures the boot delay from Started.
+// VM lock and again once Virtualization.framework started the VM: `ip`
+// measures the boot delay from Booted, and the VM-limit check counts the VMs
+// that booted.
 type runInfo struct {
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
+	Booted  time.Time `json:"booted,omitzero"`
 }
 
 func (d vmDir) readRunInfo() (runInfo, error) {

@@ -1,6 +1,7 @@
 package faketart
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +17,11 @@ import (
 	"time"
 )
 
-// clone copies a local VM or a cached OCI image to a new local name, silently
-// replacing an existing VM of that name, as tart does.
+// clone copies a local VM or an OCI image to a new local name, silently
+// replacing an existing VM of that name, as tart does. An OCI image not yet in
+// the cache is pulled first (from the fake registry, see SeedRemote). Like
+// tart, it opens its source before taking the global lock, and copies and
+// moves under it.
 func (t *tart) clone(p parsed) int {
 	source, name := p.args[0], p.args[1]
 	if strings.Contains(name, "/") {
@@ -37,15 +41,19 @@ func (t *tart) clone(p parsed) int {
 	var src vmDir
 	if strings.Contains(source, "/") {
 		d, ok := ociDir(t.home, source)
-		if !ok || !d.exists() {
-			// The fake has no registry: only images seeded with SeedOCI exist.
-			return t.runtimeErr(1, "faketart: %s is not in the OCI cache and the fake cannot pull", source)
+		if !ok {
+			return t.runtimeErr(1, "failed to parse remote name: %s", source)
+		}
+		if !d.initialized() {
+			if code := t.pullOCI(source, d); code != 0 {
+				return code
+			}
 		}
 		src = d
 	} else {
-		d, ok := existingDir(t.home, source)
+		d, code, ok := t.open(source)
 		if !ok {
-			return t.doesNotExist(source)
+			return code
 		}
 		src = d
 	}
@@ -53,12 +61,6 @@ func (t *tart) clone(p parsed) int {
 	cfg, err := src.readConfig()
 	if err != nil {
 		return t.runtimeErr(1, "%v", err)
-	}
-	// A new MAC only when some local VM already uses the source's.
-	if taken, err := t.macTaken(cfg.MACAddress); err != nil {
-		return t.runtimeErr(1, "%v", err)
-	} else if taken {
-		cfg.MACAddress = randomMAC()
 	}
 
 	tmpRoot := filepath.Join(t.home, "tmp")
@@ -70,15 +72,23 @@ func (t *tart) clone(p parsed) int {
 		return t.runtimeErr(1, "%v", err)
 	}
 	defer os.RemoveAll(tmp) // gone after the move; cleans up after a failure
-	if err := copyVM(src, vmDir(tmp), cfg); err != nil {
-		return t.runtimeErr(1, "%v", err)
-	}
 
 	unlock, err := lockHome(t.home)
 	if err != nil {
 		return t.runtimeErr(1, "%v", err)
 	}
 	defer unlock()
+	// A new MAC only when some local VM already uses the source's.
+	if taken, err := t.macTaken(cfg.MACAddress); err != nil {
+		return t.runtimeErr(1, "%v", err)
+	} else if taken {
+		cfg.MACAddress = randomMAC()
+	}
+	// The source was opened before the lock: a rename or delete since (which
+	// take no lock) breaks the copy, as it breaks tart's.
+	if err := copyVM(src, vmDir(tmp), cfg); err != nil {
+		return t.nsError("The file “%s” couldn’t be opened because there is no such file.", filepath.Base(pathOf(err)))
+	}
 	if err := os.RemoveAll(string(dst)); err != nil {
 		return t.runtimeErr(1, "%v", err)
 	}
@@ -87,6 +97,15 @@ func (t *tart) clone(p parsed) int {
 	}
 	dst.touch()
 	return 0
+}
+
+// pathOf is the file an *os.PathError is about, else "".
+func pathOf(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path
+	}
+	return ""
 }
 
 // copyVM writes cfg, nvram.bin and a disk.img of the source's size. The disk is
@@ -98,7 +117,11 @@ func copyVM(src, dst vmDir, cfg vmConfig) error {
 	if err := copyFile(src.nvram(), dst.nvram()); err != nil {
 		return err
 	}
-	return makeSparse(dst.disk(), src.diskSize())
+	fi, err := os.Stat(src.disk())
+	if err != nil {
+		return err
+	}
+	return makeSparse(dst.disk(), fi.Size())
 }
 
 func copyFile(from, to string) error {
@@ -146,18 +169,19 @@ func (t *tart) macTaken(mac string) (bool, error) {
 
 var displayRe = regexp.MustCompile(`^(\d+)x(\d+)(pt|px)?$`)
 
-// set edits config.json; changes apply at the next run.
+// minMemory is Virtualization.framework's minimumAllowedMemorySize.
+const minMemory = 128 << 20
+
+// set edits config.json; changes apply at the next run. Resources below the
+// image's minimum (or Virtualization.framework's) fail with tart's
+// LessThanMinimalResourcesError, which is not a RuntimeError: "Error: " and
+// exit 1. --cpu and --memory are unsigned, so 0 parses and fails the same way.
 func (t *tart) set(p parsed) int {
-	name := p.args[0]
-	d, ok := existingDir(t.home, name)
-	if !ok {
-		return t.doesNotExist(name)
-	}
-	cpu, uerr := p.intFlag(cmdSet, "cpu", 0, 1, math.MaxUint16)
+	cpu, uerr := p.intFlag(cmdSet, "cpu", -1, 0, math.MaxUint16)
 	if uerr != nil {
 		return t.usage(cmdSet, uerr)
 	}
-	memory, uerr := p.intFlag(cmdSet, "memory", 0, 1, math.MaxInt32)
+	memory, uerr := p.intFlag(cmdSet, "memory", -1, 0, math.MaxInt32)
 	if uerr != nil {
 		return t.usage(cmdSet, uerr)
 	}
@@ -165,20 +189,32 @@ func (t *tart) set(p parsed) int {
 	if uerr != nil {
 		return t.usage(cmdSet, uerr)
 	}
+	name := p.args[0]
+	d, code, ok := t.open(name)
+	if !ok {
+		return code
+	}
 	cfg, err := d.readConfig()
 	if err != nil {
 		return t.runtimeErr(1, "%v", err)
 	}
-	if cpu > 0 {
+	const minimal = "LessThanMinimalResourcesError: VM should have %d %s at minimum (requested %d)"
+	if cpu >= 0 {
 		if cfg.OS == "darwin" && cpu < cfg.CPUCountMin {
-			return t.runtimeErr(1, "VM should have %d CPU cores at minimum (requested %d)", cfg.CPUCountMin, cpu)
+			return t.nsError(minimal, cfg.CPUCountMin, "CPU cores", cpu)
+		}
+		if cpu < 1 {
+			return t.nsError(minimal, 1, "CPU cores", cpu)
 		}
 		cfg.CPUCount = cpu
 	}
-	if memory > 0 {
+	if memory >= 0 {
 		bytes := uint64(memory) * 1024 * 1024
 		if cfg.OS == "darwin" && bytes < cfg.MemorySizeMin {
-			return t.runtimeErr(1, "VM should have %d bytes of memory at minimum (requested %d)", cfg.MemorySizeMin, bytes)
+			return t.nsError(minimal, cfg.MemorySizeMin, "bytes of memory", bytes)
+		}
+		if bytes < minMemory {
+			return t.nsError(minimal, minMemory, "bytes of memory", bytes)
 		}
 		cfg.MemorySize = bytes
 	}
@@ -224,9 +260,9 @@ func (t *tart) get(p parsed) int {
 		return t.usage(cmdGet, uerr)
 	}
 	name := p.args[0]
-	d, ok := existingDir(t.home, name)
+	d, code, ok := t.open(name)
 	if !ok {
-		return t.doesNotExist(name)
+		return code
 	}
 	cfg, err := d.readConfig()
 	if err != nil {
@@ -338,8 +374,11 @@ func (t *tart) list(p parsed) int {
 	return 0
 }
 
-// ip answers once the VM's run has been up for the boot delay, polling every
-// 50 ms (tart: every second) until --wait runs out.
+// ip answers from the fake's DHCP leases, as tart reads the host's lease
+// file: any unexpired lease for the VM's MAC address, whether the VM runs or
+// not (a stopped VM's stale lease too). A running VM gets its lease once it
+// has been up for the boot delay. It polls every 50 ms (tart: every second)
+// until --wait runs out.
 func (t *tart) ip(p parsed) int {
 	wait, uerr := p.intFlag(cmdIP, "wait", 0, 0, math.MaxUint16)
 	if uerr != nil {
@@ -351,27 +390,40 @@ func (t *tart) ip(p parsed) int {
 		return t.usage(cmdIP, usagef("The value '%s' is invalid for '--resolver <resolver>'", r))
 	}
 	name := p.args[0]
-	d, ok := existingDir(t.home, name)
+	d, code, ok := t.open(name)
 	if !ok {
-		return t.doesNotExist(name)
+		return code
+	}
+	cfg, err := d.readConfig()
+	if err != nil {
+		return t.runtimeErr(1, "%v", err)
 	}
 	f, err := pickFault(t.home, t.cfg, "ip", name)
 	if err != nil {
 		return t.runtimeErr(1, "faketart: %v", err)
 	}
 	deadline := t.start.Add(time.Duration(wait) * time.Second)
-	running := false
-	for {
+	for !f.NoIP {
 		pid, err := d.runningPID()
 		if err != nil {
 			return t.runtimeErr(1, "%v", err)
 		}
-		running = pid != 0
-		if running && !f.NoIP {
-			if ri, err := d.readRunInfo(); err == nil && ri.PID == pid && time.Since(ri.Started) >= t.cfg.bootDelay(f) {
-				fmt.Fprintln(t.stdout, t.cfg.ip(f))
+		if pid != 0 {
+			if ri, err := d.readRunInfo(); err == nil && ri.PID == pid && !ri.Booted.IsZero() &&
+				time.Since(ri.Booted) >= t.cfg.bootDelay(f) {
+				ip := t.cfg.ip(f)
+				if err := t.grantLease(cfg.MACAddress, ip); err != nil {
+					return t.runtimeErr(1, "%v", err)
+				}
+				fmt.Fprintln(t.stdout, ip)
 				return 0
 			}
+		}
+		if ip, err := t.lease(cfg.MACAddress); err != nil {
+			return t.runtimeErr(1, "%v", err)
+		} else if ip != "" {
+			fmt.Fprintln(t.stdout, ip)
+			return 0
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -379,24 +431,83 @@ func (t *tart) ip(p parsed) int {
 		}
 		time.Sleep(min(left, 50*time.Millisecond))
 	}
+	if f.NoIP && wait > 0 {
+		time.Sleep(time.Until(deadline))
+	}
 	msg := "no IP address found"
-	if !running {
+	if pid, err := d.runningPID(); err == nil && pid == 0 {
 		msg += ", is your VM running?"
 	}
 	return t.runtimeErr(1, "%s", msg)
 }
 
+// lease is the unexpired lease for mac, "" when there is none.
+func (t *tart) lease(mac string) (string, error) {
+	leases, err := readLeases(t.home)
+	if err != nil {
+		return "", err
+	}
+	l, ok := leases[strings.ToLower(mac)]
+	if !ok || time.Now().After(l.Expires) {
+		return "", nil
+	}
+	return l.IP, nil
+}
+
+// grantLease records a lease for mac, as bootpd does when the guest asks.
+func (t *tart) grantLease(mac, ip string) error {
+	if t.cfg.leaseTime() < 0 {
+		return nil
+	}
+	unlock, err := lockFile(filepath.Join(t.home, leasesFile+".lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	leases, err := readLeases(t.home)
+	if err != nil {
+		return err
+	}
+	leases[strings.ToLower(mac)] = lease{IP: ip, Expires: time.Now().Add(t.cfg.leaseTime())}
+	b, err := json.Marshal(leases)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(t.home, leasesFile), b)
+}
+
+type lease struct {
+	IP      string    `json:"ip"`
+	Expires time.Time `json:"expires"`
+}
+
+func readLeases(home string) (map[string]lease, error) {
+	leases := map[string]lease{}
+	b, err := os.ReadFile(filepath.Join(home, leasesFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return leases, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &leases); err != nil {
+		return nil, fmt.Errorf("%s: %w", leasesFile, err)
+	}
+	return leases, nil
+}
+
 // stop sends SIGINT to the VM's run process, polls every 100 ms for the lock to
-// go, and sends SIGKILL after --timeout seconds.
+// go, and sends SIGKILL after --timeout seconds. Like tart it does not wait
+// after the SIGKILL, so a `delete` right after may still find the VM running.
 func (t *tart) stop(p parsed) int {
 	timeout, uerr := p.intFlag(cmdStop, "timeout", 30, 0, math.MaxInt32)
 	if uerr != nil {
 		return t.usage(cmdStop, uerr)
 	}
 	name := p.args[0]
-	d, ok := existingDir(t.home, name)
+	d, code, ok := t.open(name)
 	if !ok {
-		return t.doesNotExist(name)
+		return code
 	}
 	state, _, err := d.stateName()
 	if err != nil {
@@ -434,13 +545,9 @@ func (t *tart) stop(p parsed) int {
 	return 0
 }
 
-// delete removes local VMs or cached OCI images; it refuses running VMs.
+// delete removes local VMs or cached OCI images; it refuses running VMs. Like
+// tart it takes no global lock: only the VM's own lock, without waiting.
 func (t *tart) delete(p parsed) int {
-	unlock, err := lockHome(t.home)
-	if err != nil {
-		return t.runtimeErr(1, "%v", err)
-	}
-	defer unlock()
 	for _, name := range p.args {
 		var d vmDir
 		var ok bool
@@ -452,19 +559,24 @@ func (t *tart) delete(p parsed) int {
 		if !ok || !d.exists() {
 			return t.doesNotExist(name)
 		}
-		if pid, err := d.runningPID(); err != nil {
+		lock, free, err := tryLockVM(d.config())
+		if err != nil {
 			return t.runtimeErr(1, "%v", err)
-		} else if pid != 0 {
+		}
+		if !free {
 			return t.runtimeErr(1, "VM %q is running", name)
 		}
-		if err := os.RemoveAll(string(d)); err != nil {
+		err = os.RemoveAll(string(d))
+		lock.Close()
+		if err != nil {
 			return t.runtimeErr(1, "%v", err)
 		}
 	}
 	return 0
 }
 
-// rename moves a local VM; like tart it does not check whether it runs.
+// rename moves a local VM; like tart it takes no lock and does not check
+// whether the VM runs.
 func (t *tart) rename(p parsed) int {
 	name, newName := p.args[0], p.args[1]
 	d, ok := existingDir(t.home, name)
@@ -475,14 +587,11 @@ func (t *tart) rename(p parsed) int {
 	if !ok {
 		return t.usage(cmdRename, usagef("<new-name> should be a local name"))
 	}
-	unlock, err := lockHome(t.home)
-	if err != nil {
-		return t.runtimeErr(1, "%v", err)
-	}
-	defer unlock()
-	if _, err := os.Stat(string(nd)); err == nil {
+	if nd.initialized() {
 		return t.usage(cmdRename, usagef("failed to rename VM %s, target VM %s already exists, delete it first!", name, newName))
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	}
+	// tart's FileManager.replaceItemAt replaces a leftover target directory.
+	if err := os.RemoveAll(string(nd)); err != nil {
 		return t.runtimeErr(1, "%v", err)
 	}
 	if err := os.Rename(string(d), string(nd)); err != nil {
