@@ -219,13 +219,15 @@ func classify(op string, err error, k kind, now time.Time) error {
 	)
 	switch {
 	case errors.As(err, &rle):
-		e := rateLimited(op, rle.Response, rle.Message, false, err, now)
+		e := rateLimited(op, rle.Response, rle.Message, false, false, err, now)
 		if e.Wait == 0 && !rle.Rate.Reset.IsZero() { // go-github refused locally
 			e.Wait = clampWait(rle.Rate.Reset.Sub(now))
 		}
 		return fillWait(e)
 	case errors.As(err, &abe):
-		e := rateLimited(op, abe.Response, abe.Message, true, err, now)
+		// go-github refuses every request until X-RateLimit-Reset after
+		// this one, so the wait says so too.
+		e := rateLimited(op, abe.Response, abe.Message, true, true, err, now)
 		if e.Wait == 0 && abe.RetryAfter != nil {
 			e.Wait = clampWait(*abe.RetryAfter)
 		}
@@ -233,7 +235,7 @@ func classify(op string, err error, k kind, now time.Time) error {
 	case errors.As(err, &ere) && ere.Response != nil:
 		resp := ere.Response
 		if limited, secondary := rateLimitAnswer(resp.StatusCode, resp.Header, ere.Message, ere.DocumentationURL); limited {
-			return fillWait(rateLimited(op, resp, ere.Message, secondary, err, now))
+			return fillWait(rateLimited(op, resp, ere.Message, secondary, false, err, now))
 		}
 		return &APIError{
 			Op: op, StatusCode: resp.StatusCode, Message: ere.Message,
@@ -245,7 +247,7 @@ func classify(op string, err error, k kind, now time.Time) error {
 		resp := inst.Response
 		msg := bodyMessage(resp)
 		if limited, secondary := rateLimitAnswer(resp.StatusCode, resp.Header, msg, ""); limited {
-			return fillWait(rateLimited(op, resp, msg, secondary, err, now))
+			return fillWait(rateLimited(op, resp, msg, secondary, false, err, now))
 		}
 		e := &APIError{Op: op, StatusCode: resp.StatusCode, Message: msg, RequestID: requestID(resp), err: err}
 		switch resp.StatusCode {
@@ -282,14 +284,14 @@ func rateLimitAnswer(status int, h http.Header, message, docURL string) (limited
 	return false, false
 }
 
-func rateLimited(op string, resp *http.Response, msg string, secondary bool, err error, now time.Time) *RateLimitError {
+func rateLimited(op string, resp *http.Response, msg string, secondary, untilReset bool, err error, now time.Time) *RateLimitError {
 	e := &RateLimitError{Op: op, Secondary: secondary, Message: msg, err: err, StatusCode: http.StatusForbidden}
 	if resp == nil {
 		return e
 	}
 	e.StatusCode = resp.StatusCode
 	e.RequestID = requestID(resp)
-	e.Wait = waitFromHeaders(resp.Header, secondary, now)
+	e.Wait = waitFromHeaders(resp.Header, untilReset, now)
 	return e
 }
 
@@ -302,10 +304,10 @@ func fillWait(e *RateLimitError) *RateLimitError {
 
 // waitFromHeaders follows GitHub's advice: Retry-After when present; else
 // the reset time when the budget is spent; else 0 (the caller picks the
-// default, a minute). A secondary limit without Retry-After waits for
-// X-RateLimit-Reset as well, because go-github refuses every request until
-// then anyway.
-func waitFromHeaders(h http.Header, secondary bool, now time.Time) time.Duration {
+// default, a minute). With untilReset (a secondary limit go-github
+// recognised, after which it refuses every request until X-RateLimit-Reset)
+// the reset time counts even with budget left.
+func waitFromHeaders(h http.Header, untilReset bool, now time.Time) time.Duration {
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
 			return clampWait(time.Duration(secs) * time.Second)
@@ -314,7 +316,7 @@ func waitFromHeaders(h http.Header, secondary bool, now time.Time) time.Duration
 			return clampWait(at.Sub(now))
 		}
 	}
-	if v := h.Get("X-RateLimit-Reset"); v != "" && (secondary || h.Get("X-RateLimit-Remaining") == "0") {
+	if v := h.Get("X-RateLimit-Reset"); v != "" && (untilReset || h.Get("X-RateLimit-Remaining") == "0") {
 		if epoch, err := strconv.ParseInt(v, 10, 64); err == nil && epoch > 0 {
 			return clampWait(time.Unix(epoch, 0).Sub(now))
 		}

@@ -24,15 +24,30 @@ func TestRateLimitFormsBecomeOneError(t *testing.T) {
 		wantSecondary bool
 		wantWait      func(now, windowReset time.Time) time.Duration
 	}{
+		// A 429 with budget left is a secondary limit (it used to be typed as
+		// the primary one).
 		{"429 with Retry-After", func(time.Time) fakegithub.Fault {
 			return fakegithub.Fault{Kind: fakegithub.TooManyRequests, RetryAfter: 30 * time.Second}
-		}, false, 429, false, func(time.Time, time.Time) time.Duration { return 30 * time.Second }},
+		}, false, 429, true, func(time.Time, time.Time) time.Duration { return 30 * time.Second }},
 		{"429 with spent budget", func(now time.Time) fakegithub.Fault {
 			return fakegithub.Fault{Kind: fakegithub.TooManyRequests, Reset: now.Add(7 * time.Minute)}
 		}, false, 429, false, func(time.Time, time.Time) time.Duration { return 7 * time.Minute }},
 		{"429 without hints", func(time.Time) fakegithub.Fault {
 			return fakegithub.Fault{Kind: fakegithub.TooManyRequests}
-		}, false, 429, false, func(time.Time, time.Time) time.Duration { return time.Minute }},
+		}, false, 429, true, func(time.Time, time.Time) time.Duration { return time.Minute }},
+		{"429 secondary without the documentation URL", func(time.Time) fakegithub.Fault {
+			return fakegithub.Fault{Kind: fakegithub.TooManyRequests, NoDocURL: true, RetryAfter: 45 * time.Second}
+		}, false, 429, true, func(time.Time, time.Time) time.Duration { return 45 * time.Second }},
+		{"429 secondary fault", func(time.Time) fakegithub.Fault {
+			return fakegithub.Fault{Kind: fakegithub.SecondaryRateLimit, Status: 429}
+		}, false, 429, true, func(time.Time, time.Time) time.Duration { return time.Minute }},
+		// A 403 secondary answer without the documentation URL used to be a plain 403.
+		{"403 secondary without the documentation URL", func(time.Time) fakegithub.Fault {
+			return fakegithub.Fault{Kind: fakegithub.SecondaryRateLimit, NoDocURL: true, RetryAfter: 20 * time.Second}
+		}, false, 403, true, func(time.Time, time.Time) time.Duration { return 20 * time.Second }},
+		{"403 secondary without the URL or hints", func(time.Time) fakegithub.Fault {
+			return fakegithub.Fault{Kind: fakegithub.SecondaryRateLimit, NoDocURL: true}
+		}, false, 403, true, func(time.Time, time.Time) time.Duration { return time.Minute }},
 		{"403 primary", func(now time.Time) fakegithub.Fault {
 			return fakegithub.Fault{Kind: fakegithub.PrimaryRateLimit, Reset: now.Add(5 * time.Minute)}
 		}, false, 403, false, func(time.Time, time.Time) time.Duration { return 5 * time.Minute }},

@@ -13,13 +13,19 @@ type FaultKind int
 const (
 	// ServerError answers Status (default 502) with {"message":"Server Error"}.
 	ServerError FaultKind = iota + 1
-	// TooManyRequests answers 429 with Retry-After when RetryAfter is set.
+	// TooManyRequests answers 429, with Retry-After when RetryAfter is set.
+	// With Reset set the budget is spent (X-RateLimit-Remaining: 0, "API rate
+	// limit exceeded"): the primary limit. Without it the budget is not
+	// spent and the body says "You have exceeded a secondary rate limit", as
+	// GitHub's 429s do (with the documentation URL unless NoDocURL).
 	TooManyRequests
 	// PrimaryRateLimit answers 403 with X-RateLimit-Remaining: 0 and
 	// X-RateLimit-Reset at Reset (default: the end of the current window).
 	PrimaryRateLimit
-	// SecondaryRateLimit answers 403 with a documentation_url ending in
-	// #about-secondary-rate-limits and Retry-After when RetryAfter is set.
+	// SecondaryRateLimit answers 403 (or Status 429) "You have exceeded a
+	// secondary rate limit" with a documentation_url ending in
+	// #about-secondary-rate-limits (none with NoDocURL), and Retry-After
+	// when RetryAfter is set.
 	SecondaryRateLimit
 	// Forbidden answers 403 "Resource not accessible by integration", as
 	// GitHub does when the token lacks a permission.
@@ -36,8 +42,12 @@ type Fault struct {
 	// Times is how many matching requests fail: 0 means 1, negative means
 	// every one until ClearFaults.
 	Times int
-	// Status is the 5xx code of a ServerError (default 502).
+	// Status is the 5xx code of a ServerError (default 502), or 429 for a
+	// SecondaryRateLimit answered as 429 (default 403).
 	Status int
+	// NoDocURL leaves the documentation URL out of a secondary limit's body,
+	// as some of GitHub's answers do (go-github then does not recognise it).
+	NoDocURL bool
 	// RetryAfter, when positive, is sent as Retry-After in whole seconds.
 	RetryAfter time.Duration
 	// Reset, when set, is sent as X-RateLimit-Reset; except for a secondary
@@ -108,9 +118,13 @@ func (s *Server) writeFault(w http.ResponseWriter, f *Fault, free bool) {
 		}
 		writeJSON(w, st, errorBody{Message: "Server Error"})
 	case TooManyRequests:
+		if f.Reset.IsZero() {
+			writeJSON(w, http.StatusTooManyRequests, secondaryBody(f.NoDocURL))
+			return
+		}
 		writeJSON(w, http.StatusTooManyRequests, errorBody{
-			Message:          "API rate limit exceeded.",
-			DocumentationURL: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+			Message:          "API rate limit exceeded for user ID 1.",
+			DocumentationURL: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits",
 		})
 	case PrimaryRateLimit:
 		writeJSON(w, http.StatusForbidden, errorBody{
@@ -118,11 +132,20 @@ func (s *Server) writeFault(w http.ResponseWriter, f *Fault, free bool) {
 			DocumentationURL: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-rate-limits",
 		})
 	case SecondaryRateLimit:
-		writeJSON(w, http.StatusForbidden, errorBody{
-			Message:          "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-			DocumentationURL: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
-		})
+		st := http.StatusForbidden
+		if f.Status == http.StatusTooManyRequests {
+			st = f.Status
+		}
+		writeJSON(w, st, secondaryBody(f.NoDocURL))
 	default: // Forbidden
 		writeError(w, http.StatusForbidden, "Resource not accessible by integration")
 	}
+}
+
+func secondaryBody(noDocURL bool) errorBody {
+	b := errorBody{Message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID."}
+	if !noDocURL {
+		b.DocumentationURL = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+	}
+	return b
 }

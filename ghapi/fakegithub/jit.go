@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -51,20 +52,13 @@ func (s *Server) postJIT(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "Not Found")
 		return
 	}
-	gid := *req.RunnerGroupID
-	groupOK := false
-	if scope != "" {
-		groupOK = gid == 1 // repositories have no groups but the default one
-	} else {
-		for _, g := range s.st.groups {
-			groupOK = groupOK || g.ID == gid
-		}
-	}
-	if !groupOK {
+	status, msg := s.jitRefusal(scope, *req.RunnerGroupID)
+	if status != 0 {
 		s.mu.Unlock()
-		writeError(w, http.StatusNotFound, "Not Found")
+		writeError(w, status, msg)
 		return
 	}
+	gid := *req.RunnerGroupID
 	for _, rn := range s.st.runners {
 		if rn.Scope == scope && strings.EqualFold(rn.Name, req.Name) {
 			s.mu.Unlock()
@@ -73,26 +67,112 @@ func (s *Server) postJIT(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rn := &Runner{ID: s.st.id(), Name: req.Name, Scope: scope, Status: "offline", Labels: append([]string(nil), req.Labels...), GroupID: gid}
+	rn.secret = randomHex(24)
 	s.st.runners[rn.ID] = rn
-	enc := encodedConfig(rn.Name)
+	groupName := "Default"
+	if g := s.st.group(gid); g != nil && scope == "" {
+		groupName = g.Name
+	}
+	enc := s.encodedConfig(rn, groupName, req.WorkFolder)
 	s.st.jits = append(s.st.jits, JITRequest{
 		Scope: scope, Name: req.Name, Labels: append([]string(nil), req.Labels...),
 		RunnerGroupID: gid, WorkFolder: req.WorkFolder, RunnerID: rn.ID, Encoded: enc,
 	})
 	out := runnerJSON(rn)
+	s.bump()
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]any{"runner": out, "encoded_jit_config": enc})
 }
 
-// encodedConfig imitates the shape of a real encoded JIT config: base64 of a
-// JSON object of base64 file contents, with a random credential inside.
-func encodedConfig(name string) string {
-	secret := make([]byte, 24)
-	_, _ = rand.Read(secret)
-	files := map[string]string{
-		".runner":      base64.StdEncoding.EncodeToString([]byte(`{"agentName":"` + name + `","workFolder":"_work"}`)),
-		".credentials": base64.StdEncoding.EncodeToString([]byte(`{"scheme":"OAuthAccessToken","data":{"token":"` + hex.EncodeToString(secret) + `"}}`)),
+// jitRefusal is GitHub's answer to a JIT registration it refuses for how the
+// organisation, repository or group is set up (0 when it accepts); the
+// caller holds s.mu.
+func (s *Server) jitRefusal(scope string, gid int64) (int, string) {
+	if v := s.cfg.EnterpriseVersion; v != "" && versionBefore(v, 3, 10) {
+		return http.StatusNotFound, "Not Found" // the endpoint does not exist yet
+	}
+	if s.st.actionsDisabled[""] {
+		return http.StatusConflict, "GitHub Actions is disabled on this organization."
+	}
+	if scope != "" {
+		if s.st.actionsDisabled[strings.ToLower(scope)] {
+			return http.StatusConflict, "GitHub Actions is disabled on this repository."
+		}
+		if s.st.repoRunnersDisabled {
+			return http.StatusForbidden, "Repository level self-hosted runners are disabled on this repository."
+		}
+		if gid != 1 { // repositories have no groups but the default one
+			return http.StatusNotFound, "Not Found"
+		}
+		return 0, ""
+	}
+	g := s.st.group(gid)
+	switch {
+	case g == nil:
+		return http.StatusNotFound, "Not Found"
+	case g.Hosted:
+		return http.StatusForbidden, "Runner group " + strconv.FormatInt(gid, 10) + " is for GitHub-hosted runners; self-hosted runners cannot be added to it."
+	}
+	return 0, ""
+}
+
+func versionBefore(v string, major, minor int) bool {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	return err1 == nil && err2 == nil && (ma < major || (ma == major && mi < minor))
+}
+
+// encodedConfig has the shape of a real encoded JIT config: base64 of a JSON
+// object mapping .runner, .credentials and .credentials_rsaparams to the
+// base64 of each file. .runner names the runner, its ID (agentId), its group
+// and, as serverUrl, this server's runner protocol, so that a fake runner
+// knows whom to call; the RSA parameters are random, and their private
+// exponent is the credential the protocol checks. The caller holds s.mu.
+func (s *Server) encodedConfig(rn *Runner, groupName, workFolder string) string {
+	gitHubURL := "https://github.com/" + s.org
+	if rn.Scope != "" {
+		gitHubURL = "https://github.com/" + rn.Scope
+	}
+	runner := map[string]any{
+		"agentId": rn.ID, "agentName": rn.Name, "poolId": rn.GroupID, "poolName": groupName,
+		"disableUpdate": false, "ephemeral": true, "serverUrl": s.srv.URL + RunnerProtocolPath,
+		"gitHubUrl": gitHubURL, "workFolder": workFolder, "useV2Flow": true,
+	}
+	creds := map[string]any{
+		"scheme": "OAuth",
+		"data": map[string]string{
+			"clientId":                randomUUID(),
+			"authorizationUrl":        s.srv.URL + RunnerProtocolPath + "token",
+			"requireFipsCryptography": "True",
+		},
+	}
+	rsa := map[string]string{
+		"d": rn.secret, "dp": randomB64(64), "dq": randomB64(64), "exponent": "AQAB",
+		"inverseQ": randomB64(64), "modulus": randomB64(128), "p": randomB64(64), "q": randomB64(64),
+	}
+	files := map[string]string{}
+	for name, v := range map[string]any{".runner": runner, ".credentials": creds, ".credentials_rsaparams": rsa} {
+		b, _ := json.Marshal(v)
+		files[name] = base64.StdEncoding.EncodeToString(b)
 	}
 	b, _ := json.Marshal(files)
 	return base64.StdEncoding.EncodeToString(b)
 }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomB64(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func randomUUID() string { return newGUID() }

@@ -1,6 +1,8 @@
 package fakegithub
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/url"
 	"sort"
@@ -17,6 +19,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /orgs/{org}/repos", s.listOrgRepos)
 	m.HandleFunc("GET /repos/{owner}/{repo}", s.getRepo)
 	m.HandleFunc("GET /orgs/{org}/actions/runner-groups", s.listRunnerGroups)
+	m.HandleFunc("GET /orgs/{org}/actions/runner-groups/{id}", s.getRunnerGroup)
+	m.HandleFunc("GET /orgs/{org}/actions/runner-groups/{id}/repositories", s.listRunnerGroupRepos)
+	m.HandleFunc("POST /repos/{owner}/{repo}/actions/runs/{id}/rerun", s.postRerun)
 	m.HandleFunc("POST /orgs/{org}/actions/runners/generate-jitconfig", s.postJIT)
 	m.HandleFunc("POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig", s.postJIT)
 	m.HandleFunc("GET /orgs/{org}/actions/runners", s.listRunners)
@@ -69,11 +74,14 @@ func (s *Server) getOrg(w http.ResponseWriter, r *http.Request) {
 func (s *Server) repoJSON(repo *Repo) map[string]any {
 	owner, _, _ := strings.Cut(repo.FullName, "/")
 	return map[string]any{
-		"id": repo.ID, "name": repo.Name, "full_name": repo.FullName,
-		"owner":    map[string]any{"login": owner, "type": "Organization"},
-		"private":  true,
-		"archived": repo.Archived,
-		"disabled": false,
+		"id": repo.ID, "node_id": "R_kgDO" + strconv.FormatInt(repo.ID, 36), "name": repo.Name, "full_name": repo.FullName,
+		"owner":      map[string]any{"login": owner, "id": 1, "type": "Organization"},
+		"private":    repo.Private(),
+		"visibility": repo.Visibility,
+		"archived":   repo.Archived,
+		"disabled":   false,
+		"html_url":   "https://github.com/" + repo.FullName,
+		"url":        s.apiURL("repos/" + repo.FullName),
 	}
 }
 
@@ -123,14 +131,102 @@ func (s *Server) listRunnerGroups(w http.ResponseWriter, r *http.Request) {
 	lo, hi := page(w, r, len(s.st.groups))
 	out := make([]map[string]any, 0, hi-lo)
 	for _, g := range s.st.groups[lo:hi] {
-		out = append(out, map[string]any{
-			"id": g.ID, "name": g.Name, "visibility": "all", "default": g.ID == 1,
-			"inherited": false, "allows_public_repositories": false,
-		})
+		out = append(out, s.groupJSON(g))
 	}
 	total := len(s.st.groups)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"total_count": total, "runner_groups": out})
+}
+
+func (s *Server) groupJSON(g *RunnerGroup) map[string]any {
+	base := "orgs/" + s.org + "/actions/runner-groups/" + strconv.FormatInt(g.ID, 10)
+	out := map[string]any{
+		"id": g.ID, "name": g.Name, "visibility": g.Visibility, "default": g.ID == 1,
+		"inherited": false, "allows_public_repositories": g.AllowsPublicRepositories,
+		"restricted_to_workflows": false, "selected_workflows": []string{},
+		"runners_url": s.apiURL(base + "/runners"),
+	}
+	if g.Visibility == "selected" {
+		out["selected_repositories_url"] = s.apiURL(base + "/repositories")
+	}
+	if g.Hosted {
+		out["hosted_runners_url"] = s.apiURL(base + "/hosted-runners")
+	}
+	return out
+}
+
+// groupOf finds the path's runner group; the caller holds s.mu.
+func (s *Server) groupOf(r *http.Request) *RunnerGroup {
+	if _, ok := s.scope(r); !ok {
+		return nil
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return nil
+	}
+	return s.st.group(id)
+}
+
+func (s *Server) getRunnerGroup(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	g := s.groupOf(r)
+	var out map[string]any
+	if g != nil {
+		out = s.groupJSON(g)
+	}
+	s.mu.Unlock()
+	if out == nil {
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// listRunnerGroupRepos lists the repositories a "selected" group serves
+// (none for the others: their access is not a list).
+func (s *Server) listRunnerGroupRepos(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	g := s.groupOf(r)
+	if g == nil {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	var repos []*Repo
+	if g.Visibility == "selected" {
+		for _, fn := range g.Repositories {
+			if repo, ok := s.st.repos[strings.ToLower(fn)]; ok {
+				repos = append(repos, repo)
+			}
+		}
+	}
+	sort.Slice(repos, func(i, j int) bool { return repos[i].ID < repos[j].ID })
+	lo, hi := page(w, r, len(repos))
+	out := make([]map[string]any, 0, hi-lo)
+	for _, repo := range repos[lo:hi] {
+		out = append(out, s.repoJSON(repo))
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"total_count": len(repos), "repositories": out})
+}
+
+func (s *Server) postRerun(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	scope, ok := s.scope(r)
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	run, found := s.st.runs[id]
+	if !ok || !found || run.Repo != scope {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	_, err := s.rerunLocked(id)
+	s.mu.Unlock()
+	if err != nil {
+		writeError(w, http.StatusForbidden, "Unable to re-run this workflow run: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{})
 }
 
 func runnerJSON(rn *Runner) map[string]any {
@@ -275,8 +371,10 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	for _, run := range list[lo:hi] {
 		out = append(out, map[string]any{
 			"id": run.ID, "name": "ci", "status": run.Status, "conclusion": nullable(run.Conclusion),
-			"run_attempt": run.RunAttempt, "event": "push", "head_branch": "main",
-			"created_at": ts(run.CreatedAt), "updated_at": ts(run.UpdatedAt),
+			"run_attempt": run.RunAttempt, "event": "push", "head_branch": "main", "head_sha": headSHA(run.ID),
+			"created_at": ts(run.CreatedAt), "updated_at": ts(run.UpdatedAt), "run_started_at": ts(run.RunStartedAt),
+			"url":        s.apiURL("repos/" + run.Repo + "/actions/runs/" + strconv.FormatInt(run.ID, 10)),
+			"jobs_url":   s.apiURL("repos/" + run.Repo + "/actions/runs/" + strconv.FormatInt(run.ID, 10) + "/jobs"),
 			"repository": map[string]any{"full_name": run.Repo},
 		})
 	}
@@ -284,13 +382,43 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"total_count": len(list), "workflow_runs": out})
 }
 
-func jobJSON(j *Job) map[string]any {
-	return map[string]any{
-		"id": j.ID, "run_id": j.RunID, "run_attempt": j.RunAttempt, "name": j.Name, "workflow_name": "ci",
-		"status": j.Status, "conclusion": nullable(j.Conclusion), "labels": j.Labels,
-		"runner_name": nullable(j.RunnerName), "created_at": ts(j.CreatedAt), "started_at": ts(j.StartedAt),
-		"head_branch": "main",
+// jobJSON is a job as the jobs API and workflow_job deliveries show it. As
+// on GitHub, a job nobody took has started_at = created_at and null runner
+// fields.
+func (s *Server) jobJSON(j *Job) map[string]any {
+	started := j.StartedAt
+	if started.IsZero() {
+		started = j.CreatedAt
 	}
+	labels := j.Labels
+	if labels == nil {
+		labels = []string{}
+	}
+	id := strconv.FormatInt(j.ID, 10)
+	return map[string]any{
+		"id": j.ID, "run_id": j.RunID, "run_attempt": j.RunAttempt, "node_id": "CR_kwDO" + strconv.FormatInt(j.ID, 36),
+		"name": j.Name, "workflow_name": "ci", "head_branch": "main", "head_sha": headSHA(j.RunID),
+		"url":      s.apiURL("repos/" + j.Repo + "/actions/jobs/" + id),
+		"html_url": "https://github.com/" + j.Repo + "/actions/runs/" + strconv.FormatInt(j.RunID, 10) + "/job/" + id,
+		"run_url":  s.apiURL("repos/" + j.Repo + "/actions/runs/" + strconv.FormatInt(j.RunID, 10)),
+		"check_run_url": s.apiURL("repos/" + j.Repo + "/check-runs/" + id),
+		"status": j.Status, "conclusion": nullable(j.Conclusion), "labels": labels, "steps": []any{},
+		"created_at": ts(j.CreatedAt), "started_at": ts(started), "completed_at": ts(j.CompletedAt),
+		"runner_id": nullableID(j.RunnerID), "runner_name": nullable(j.RunnerName),
+		"runner_group_id": nullableID(j.RunnerGroupID), "runner_group_name": nullable(j.RunnerGroupName),
+	}
+}
+
+func nullableID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+func headSHA(runID int64) string {
+	sum := sha256.Sum256([]byte(strconv.FormatInt(runID, 10)))
+	return hex.EncodeToString(sum[:20])
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
@@ -318,7 +446,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	lo, hi := page(w, r, len(list))
 	out := make([]map[string]any, 0, hi-lo)
 	for _, j := range list[lo:hi] {
-		out = append(out, jobJSON(j))
+		out = append(out, s.jobJSON(j))
 	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"total_count": len(list), "jobs": out})
@@ -331,7 +459,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 	j, found := s.st.jobs[id]
 	var out map[string]any
 	if ok && found && j.Repo == scope {
-		out = jobJSON(j)
+		out = s.jobJSON(j)
 	}
 	s.mu.Unlock()
 	if out == nil {

@@ -39,6 +39,25 @@ type Config struct {
 	// Now is the server's clock (default time.Now): rate-limit windows, token
 	// expiry, JWT validity and timestamps of new objects.
 	Now func() time.Time
+
+	// WebhookURL, when set, receives workflow_job deliveries as GitHub's
+	// organisation webhook would: when a job is queued (or waits for an
+	// approval), taken (in_progress) and finished (completed).
+	WebhookURL string
+	// WebhookSecret signs deliveries (X-Hub-Signature-256, and the legacy
+	// X-Hub-Signature); empty sends them unsigned.
+	WebhookSecret string
+	// WebhookForm sends deliveries form-encoded (payload=<JSON>), the
+	// default of hooks created through the REST API.
+	WebhookForm bool
+	// WebhookHookID is X-GitHub-Hook-ID (default 424242).
+	WebhookHookID int64
+
+	// EnterpriseVersion, when set ("3.9.2"), makes the server a GitHub
+	// Enterprise Server of that version: every answer carries
+	// X-GitHub-Enterprise-Version, and before 3.10 the generate-jitconfig
+	// endpoints do not exist (404).
+	EnterpriseVersion string
 }
 
 // App is the GitHub App whose JWTs the server accepts.
@@ -68,6 +87,11 @@ type Server struct {
 	faults []*Fault
 	calls  map[string]int // "METHOD /path" without /api/v3 and query
 	seq    uint64
+	salt   int // bumped by RotateInstallationTokens
+
+	changed chan struct{} // closed and replaced on every state change (bump)
+	done    chan struct{} // closed by Close: ends fake runners' long polls
+	hooks   *hooks        // nil without WebhookURL
 }
 
 type ctxKey int
@@ -102,10 +126,24 @@ func New(cfg Config) *Server {
 	s.st.init()
 	s.rate.remaining = s.lim
 	s.rate.reset = s.now().Add(time.Hour)
+	s.changed = make(chan struct{})
+	s.done = make(chan struct{})
+	if cfg.WebhookURL != "" {
+		s.hooks = newHooks(cfg, cfg.Now)
+	}
 	s.routes()
 	s.srv = httptest.NewServer(s)
 	return s
 }
+
+// bump wakes everything waiting for a state change; the caller holds s.mu.
+func (s *Server) bump() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// apiURL is the URL of an API path (no leading slash) in the server's layout.
+func (s *Server) apiURL(p string) string { return s.srv.URL + "/" + p }
 
 // URL is the github.com-style base URL, with a trailing slash.
 func (s *Server) URL() string { return s.srv.URL + "/" }
@@ -122,8 +160,31 @@ func (s *Server) Organization() string { return s.org }
 // Token is the personal access token the server accepts ("" when only an App is configured).
 func (s *Server) Token() string { return s.cfg.Token }
 
-// Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
+// Close shuts the server down: fake runners' long polls end, and queued
+// webhook deliveries are abandoned.
+func (s *Server) Close() {
+	s.mu.Lock()
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.srv.Close()
+	if s.hooks != nil {
+		s.hooks.stop()
+	}
+}
+
+// RotateInstallationTokens changes the ETag of every answer to a GitHub App
+// installation token, as GitHub's hourly token refresh does (ETags are per
+// token), without the client having to fetch a new token: the next
+// conditional request for each URL misses once and costs a unit.
+func (s *Server) RotateInstallationTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.salt++
+}
 
 // ServeHTTP runs the common part of every request: prefix, auth, scripted
 // faults, rate limit, the route, then ETag and rate-limit headers.
@@ -137,6 +198,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r2 := r.Clone(context.WithValue(r.Context(), prefixKey, prefix))
 	r2.URL.Path, r2.URL.RawPath = p, ""
+	if strings.HasPrefix(p, RunnerProtocolPath) {
+		s.serveRunnerProtocol(w, r2)
+		return
+	}
+	if v := s.cfg.EnterpriseVersion; v != "" {
+		w.Header().Set("X-GitHub-Enterprise-Version", v)
+		w.Header().Set("X-GitHub-Enterprise-Host", r.Host)
+	}
 
 	s.mu.Lock()
 	s.calls[r.Method+" "+p]++
@@ -173,8 +242,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()[k] = v
 	}
 	if r.Method == http.MethodGet && rec.Code == http.StatusOK {
-		sum := sha256.Sum256(body)
+		// ETags are per token, as on GitHub (Vary: Authorization).
+		h := sha256.New()
+		h.Write(body)
+		auth := r.Header.Get("Authorization")
+		s.mu.Lock()
+		salt := s.salt
+		s.mu.Unlock()
+		if s.cfg.Token != "" && strings.HasSuffix(auth, " "+s.cfg.Token) {
+			salt = 0 // a personal access token does not change
+		}
+		fmt.Fprintf(h, "\x00%s\x00%d", auth, salt)
+		sum := h.Sum(nil)
 		etag := `W/"` + hex.EncodeToString(sum[:16]) + `"`
+		w.Header().Set("Vary", "Accept, Authorization, Cookie")
 		w.Header().Set("ETag", etag)
 		if etagMatches(r.Header.Get("If-None-Match"), etag) {
 			// A 304 costs nothing against the primary rate limit.
