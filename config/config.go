@@ -21,6 +21,37 @@ type Config struct {
 	// StateDir holds what Tarty keeps between restarts: trusted SSH host keys,
 	// `tart run` logs. Not in DESIGN.md's list; documented in the README.
 	StateDir string `yaml:"state_dir"`
+	// Backend is where runner VMs run: BackendLocal (tart on this Mac) or
+	// BackendOrchard (a fleet of Macs behind an Orchard controller).
+	Backend string  `yaml:"backend"`
+	Orchard Orchard `yaml:"orchard"`
+}
+
+// VM backends.
+const (
+	BackendLocal   = "local"
+	BackendOrchard = "orchard"
+)
+
+// Orchard is the Orchard controller that runs the VMs when Backend is
+// BackendOrchard. Authenticate with ServiceAccount and Token, or with a
+// BootstrapToken (which carries both and the controller's certificate).
+type Orchard struct {
+	URL            string `yaml:"url"`
+	ServiceAccount string `yaml:"service_account"`
+	Token          Secret `yaml:"token"`
+	TokenFile      string `yaml:"token_file"`
+	BootstrapToken Secret `yaml:"bootstrap_token"`
+	// CAFile is the controller's certificate (self-signed by default).
+	CAFile string `yaml:"ca_file"`
+	// WorkerLabels place runners only on workers carrying all these labels.
+	WorkerLabels map[string]string `yaml:"worker_labels"`
+}
+
+// set reports whether any Orchard key has a value.
+func (o Orchard) set() bool {
+	return o.URL != "" || o.ServiceAccount != "" || o.Token.IsSet() || o.TokenFile != "" ||
+		o.BootstrapToken.IsSet() || o.CAFile != "" || len(o.WorkerLabels) > 0
 }
 
 // GitHub is where runners register and jobs come from.
@@ -35,6 +66,9 @@ type GitHub struct {
 	Labels            []string `yaml:"labels"`
 	WebhookSecret     Secret   `yaml:"webhook_secret"`
 	WebhookSecretFile string   `yaml:"webhook_secret_file"`
+	// HookID names the webhook whose failed deliveries are redelivered at
+	// start; 0 = find it by its URL.
+	HookID int64 `yaml:"hook_id"`
 }
 
 // App is GitHub App authentication, used instead of a token when set.
@@ -82,6 +116,13 @@ type Runners struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	MaxLifetime time.Duration `yaml:"max_lifetime"`
 	WorkDir     string        `yaml:"work_dir"`
+	// Softnet runs guests with `tart run --net-softnet`: they cannot reach
+	// each other or the LAN (clones of one image share its SSH host key, so a
+	// job could otherwise pose as a sibling VM).
+	Softnet bool `yaml:"softnet"`
+	// ShutdownCommand is what the guest runs after the runner exits so the VM
+	// powers off (Tarty's addition to DESIGN.md's keys).
+	ShutdownCommand string `yaml:"shutdown_command"`
 }
 
 // Rebuild is the nightly runner-image rebuild.
@@ -120,6 +161,10 @@ type Log struct {
 // MaxMacOSVMs is Apple's licence limit of macOS VMs per Mac.
 const MaxMacOSVMs = 2
 
+// MaxOrchardRunners bounds runners.max with the Orchard backend, where it caps
+// the whole fleet's runners.
+const MaxOrchardRunners = 1000
+
 // Default returns the configuration every key starts from. The name prefix and
 // state directory depend on the host and are filled in by the loader.
 func Default() Config {
@@ -141,6 +186,9 @@ func Default() Config {
 			IdleTimeout: 15 * time.Minute,
 			MaxLifetime: 6 * time.Hour,
 			WorkDir:     "~/actions-runner",
+			// -n: never wait for a password prompt in a guest without
+			// passwordless sudo (the host then stops the VM itself).
+			ShutdownCommand: "sudo -n shutdown -h now",
 		},
 		Rebuild: Rebuild{
 			Hour:    2,
@@ -153,8 +201,9 @@ func Default() Config {
 			WebhookPath: "/github/webhook",
 			AdminListen: "127.0.0.1:8081",
 		},
-		Tart: Tart{Path: "tart"},
-		Log:  Log{Level: "info", Format: "auto"},
+		Tart:    Tart{Path: "tart"},
+		Log:     Log{Level: "info", Format: "auto"},
+		Backend: BackendLocal,
 	}
 }
 

@@ -222,8 +222,8 @@ func TestSecretSources(t *testing.T) {
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "token")
 	secretFile := filepath.Join(dir, "secret")
-	writeFile(t, tokenFile, "  file-token\n", 0o600)
-	writeFile(t, secretFile, "file-secret\n", 0o644)
+	writeFile(t, tokenFile, "  file-token-0123456789\n", 0o600)
+	writeFile(t, secretFile, "file-secret-0123456789\n", 0o644)
 	base := "github:\n  organization: acme\n%s\nimages: {base: b, runner: r}\nrebuild: {command: x}\n"
 
 	tests := []struct {
@@ -235,13 +235,16 @@ func TestSecretSources(t *testing.T) {
 		warnings    int
 		problemKeys []string
 	}{
-		{"inline", "  token: inline-token\n  webhook_secret: inline-secret", nil, "inline-token", "inline-secret", 0, nil},
-		{"files", "  token_file: " + tokenFile + "\n  webhook_secret_file: " + secretFile, nil, "file-token", "file-secret", 1, nil},
-		{"env wins over file", "  token_file: " + tokenFile + "\n  webhook_secret: inline-secret",
-			map[string]string{EnvGitHubToken: "env-token", EnvWebhookSecret: "env-secret"}, "env-token", "env-secret", 0, nil},
-		{"both inline and file", "  token: a\n  token_file: " + tokenFile + "\n  webhook_secret: s", nil, "", "", 0, []string{"github.token"}},
-		{"missing file", "  token_file: " + filepath.Join(dir, "nope") + "\n  webhook_secret: s", nil, "", "", 0, []string{"github.token", "github.token_file"}},
-		{"tilde file", "  token_file: ~/token\n  webhook_secret: s", nil, "", "", 0, nil},
+		{"inline", "  token: inline-token-0123456789\n  webhook_secret: inline-secret-0123456789", nil,
+			"inline-token-0123456789", "inline-secret-0123456789", 0, nil},
+		{"files", "  token_file: " + tokenFile + "\n  webhook_secret_file: " + secretFile, nil,
+			"file-token-0123456789", "file-secret-0123456789", 1, nil},
+		{"env wins over file", "  token_file: " + tokenFile + "\n  webhook_secret: inline-secret-0123456789",
+			map[string]string{EnvGitHubToken: "env-token-0123456789", EnvWebhookSecret: "env-secret-0123456789"},
+			"env-token-0123456789", "env-secret-0123456789", 0, nil},
+		{"both inline and file", "  token: a\n  token_file: " + tokenFile + "\n  webhook_secret: " + testSecret, nil, "", "", 0, []string{"github.token"}},
+		{"missing file", "  token_file: " + filepath.Join(dir, "nope") + "\n  webhook_secret: " + testSecret, nil, "", "", 0, []string{"github.token", "github.token_file"}},
+		{"tilde file", "  token_file: ~/token\n  webhook_secret: " + testSecret, nil, "", "", 0, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,7 +265,7 @@ func TestSecretSources(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.name == "tilde file" {
-				if cfg.GitHub.Token.Reveal() != "file-token" {
+				if cfg.GitHub.Token.Reveal() != "file-token-0123456789" {
 					t.Errorf("token = %q", cfg.GitHub.Token.Reveal())
 				}
 				return
@@ -280,7 +283,7 @@ func TestSecretSources(t *testing.T) {
 func TestConfigFilePermissionWarning(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tarty.yaml")
-	writeFile(t, path, "github:\n  organization: acme\n  token: t\n  webhook_secret: s\nimages: {base: b, runner: r}\nrebuild: {command: x}\n", 0o644)
+	writeFile(t, path, "github:\n  organization: acme\n  token: "+testToken+"\n  webhook_secret: "+testSecret+"\nimages: {base: b, runner: r}\nrebuild: {command: x}\n", 0o644)
 	_, warnings, err := Load(path, testEnv(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +291,7 @@ func TestConfigFilePermissionWarning(t *testing.T) {
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "readable by group or others (mode 0644)") || !strings.Contains(warnings[0], "chmod 600") {
 		t.Errorf("warnings = %q", warnings)
 	}
-	if strings.Contains(strings.Join(warnings, ""), "\n  token: t") {
+	if strings.Contains(strings.Join(warnings, ""), testToken) {
 		t.Error("warning shows the file content")
 	}
 	// An SSH password is a secret too.

@@ -54,6 +54,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		d.decodeDuration(n, v, path)
 	case v.Kind() == reflect.Slice:
 		d.decodeSlice(n, v, path)
+	case v.Kind() == reflect.Map:
+		d.decodeMap(n, v, path)
 	default:
 		d.decodeScalar(n, v, path)
 	}
@@ -117,6 +119,35 @@ func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
 		d.decode(item, elem, fmt.Sprintf("%s[%d]", path, i))
 		if len(d.problems) == before {
 			out = reflect.Append(out, elem)
+		}
+	}
+	v.Set(out)
+}
+
+// decodeMap decodes a mapping with string keys (orchard.worker_labels): every
+// entry is checked, a key given twice is a problem.
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.problem(path, n.Line, "must be a mapping, such as {key: value}")
+		return
+	}
+	out := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key := joinPath(path, printableKey(k.Value))
+		if k.Kind != yaml.ScalarNode {
+			d.problem(path, k.Line, "keys must be plain names")
+			continue
+		}
+		if out.MapIndex(reflect.ValueOf(k.Value)).IsValid() {
+			d.problem(key, k.Line, "given twice")
+			continue
+		}
+		elem := reflect.New(v.Type().Elem()).Elem()
+		before := len(d.problems)
+		d.decode(val, elem, key)
+		if len(d.problems) == before {
+			out.SetMapIndex(reflect.ValueOf(k.Value), elem)
 		}
 	}
 	v.Set(out)

@@ -17,9 +17,15 @@ import (
 
 // Environment variables that supply secrets; they win over the file.
 const (
-	EnvGitHubToken   = "TARTY_GITHUB_TOKEN"
-	EnvWebhookSecret = "TARTY_WEBHOOK_SECRET"
+	EnvGitHubToken           = "TARTY_GITHUB_TOKEN"
+	EnvWebhookSecret         = "TARTY_WEBHOOK_SECRET"
+	EnvOrchardToken          = "TARTY_ORCHARD_TOKEN"
+	EnvOrchardBootstrapToken = "TARTY_ORCHARD_BOOTSTRAP_TOKEN"
 )
+
+// minSecretLen is the length under which a secret draws a warning: a webhook
+// secret or token that short can be guessed.
+const minSecretLen = 16
 
 // maxConfigSize bounds what the loader reads; a real tarty.yaml is a few KiB.
 const maxConfigSize = 1 << 20
@@ -30,6 +36,9 @@ type Env struct {
 	Getenv   func(string) string // nil: no environment
 	HomeDir  string              // for ~ expansion and the default state_dir
 	Hostname string              // for the default runners.name_prefix
+	// UID is the user Tarty runs as, for the warning about a config or
+	// secret file owned by someone else; nil means os.Geteuid.
+	UID func() int
 }
 
 // HostEnv returns the Env of the running process.
@@ -37,6 +46,13 @@ func HostEnv() Env {
 	home, _ := os.UserHomeDir()
 	host, _ := os.Hostname()
 	return Env{Getenv: os.Getenv, HomeDir: home, Hostname: host}
+}
+
+func (e Env) uid() int {
+	if e.UID == nil {
+		return os.Geteuid()
+	}
+	return e.UID()
 }
 
 func (e Env) get(key string) string {
@@ -84,8 +100,9 @@ func (e *Error) Error() string {
 var ErrNotFound = errors.New("config file not found")
 
 // Load reads, decodes and validates the config file at path. Warnings (for
-// example a secret file readable by others) come back beside a valid config;
-// every problem comes back at once in an *Error.
+// example a secret file readable by others, or a config file others may
+// change) come back beside a valid config; every problem comes back at once in
+// an *Error.
 func Load(path string, env Env) (*Config, []string, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -103,12 +120,15 @@ func Load(path string, env Env) (*Config, []string, error) {
 		return nil, nil, fmt.Errorf("load config %s: larger than %d bytes", path, maxConfigSize)
 	}
 	cfg, warnings, inline, err := parse(data, path, env)
+	// The config names a binary Tarty executes (tart.path): whoever can
+	// change the file can run code as the user running Tarty.
+	fileWarnings := fileSafetyWarnings(path, env, "it names the programs Tarty runs (tart.path)")
 	if inline {
 		if w := permissionWarning(path); w != "" {
-			warnings = append(warnings, w)
+			fileWarnings = append(fileWarnings, w)
 		}
 	}
-	return cfg, warnings, err
+	return cfg, append(fileWarnings, warnings...), err
 }
 
 // Parse decodes and validates config data; name is used in messages. Secret
@@ -133,7 +153,8 @@ func parse(data []byte, name string, env Env) (_ *Config, _ []string, inlineSecr
 		return nil, nil, false, &Error{Path: name, Problems: []Problem{{Key: "(file)", Message: "holds more than one YAML document"}}}
 	}
 	d.decode(&root, reflect.ValueOf(&cfg).Elem(), "")
-	inlineSecret = cfg.GitHub.Token.IsSet() || cfg.GitHub.WebhookSecret.IsSet() || cfg.SSH.Password.IsSet()
+	inlineSecret = cfg.GitHub.Token.IsSet() || cfg.GitHub.WebhookSecret.IsSet() || cfg.SSH.Password.IsSet() ||
+		cfg.Orchard.Token.IsSet() || cfg.Orchard.BootstrapToken.IsSet()
 
 	var warnings []string
 	cfg.applyHostDefaults(env)
@@ -179,7 +200,7 @@ func (c *Config) applyHostDefaults(env Env) {
 		c.StateDir = "~/.tarty"
 	}
 	for _, p := range []*string{&c.GitHub.TokenFile, &c.GitHub.WebhookSecretFile, &c.GitHub.App.PrivateKeyFile,
-		&c.SSH.KeyFile, &c.Tart.Home, &c.StateDir} {
+		&c.SSH.KeyFile, &c.Tart.Home, &c.StateDir, &c.Orchard.TokenFile, &c.Orchard.CAFile} {
 		*p = expandHome(*p, env.HomeDir)
 	}
 }
@@ -200,75 +221,129 @@ func expandHome(p, home string) string {
 }
 
 // resolveSecrets applies the precedence environment > *_file > inline value and
-// reads the App private key. Problems go to d; warnings are returned.
+// reads the App private key. Every secret, whatever its source, is trimmed of
+// surrounding white space, and one that is then empty is a problem (a
+// trailing newline in an environment variable would otherwise break every
+// signature check, silently). Problems go to d; warnings are returned.
 func (c *Config) resolveSecrets(env Env, d *decoder) []string {
 	var warnings []string
-	resolve := func(key string, inline *Secret, fileKey, file, envName string) {
-		if v := env.get(envName); v != "" {
+	// resolve sets *inline from the environment, the file or the inline value
+	// and reports whether a secret is now set.
+	resolve := func(key string, inline *Secret, fileKey, file, envName string) bool {
+		if raw := env.get(envName); raw != "" {
+			v := strings.TrimSpace(raw)
+			if v == "" {
+				d.problem(key, d.lines[key], "$%s holds only white space", envName)
+				return false
+			}
 			*inline = Secret(v)
-			return
+			return true
 		}
 		if inline.IsSet() && file != "" {
 			d.problem(key, d.lines[key], "set both %s and %s; keep one", key, fileKey)
-			return
+			return false
 		}
 		if file == "" {
-			return
+			if !inline.IsSet() {
+				return false
+			}
+			v := strings.TrimSpace(inline.Reveal())
+			if v == "" {
+				d.problem(key, d.lines[key], "holds only white space")
+				return false
+			}
+			*inline = Secret(v)
+			return true
 		}
-		v, w, err := readSecretFile(file)
+		v, w, err := readSecretFile(file, env)
 		if err != nil {
 			d.problem(fileKey, d.lines[fileKey], "%v", err)
-			return
+			return false
 		}
-		if w != "" {
-			warnings = append(warnings, w)
-		}
+		warnings = append(warnings, w...)
 		*inline = Secret(v)
+		return true
 	}
-	resolve("github.token", &c.GitHub.Token, "github.token_file", c.GitHub.TokenFile, EnvGitHubToken)
-	resolve("github.webhook_secret", &c.GitHub.WebhookSecret, "github.webhook_secret_file", c.GitHub.WebhookSecretFile, EnvWebhookSecret)
+	short := func(key string, s Secret) {
+		if n := len(s.Reveal()); n < minSecretLen {
+			warnings = append(warnings, fmt.Sprintf("%s is %d bytes long; use at least %d random bytes (openssl rand -hex 32)",
+				key, n, minSecretLen))
+		}
+	}
+	if resolve("github.token", &c.GitHub.Token, "github.token_file", c.GitHub.TokenFile, EnvGitHubToken) {
+		short("github.token", c.GitHub.Token)
+	}
+	if resolve("github.webhook_secret", &c.GitHub.WebhookSecret, "github.webhook_secret_file", c.GitHub.WebhookSecretFile, EnvWebhookSecret) {
+		short("github.webhook_secret", c.GitHub.WebhookSecret)
+	}
+	// ssh.password may be as short as the cirruslabs images' "admin".
+	resolve("ssh.password", &c.SSH.Password, "", "", "")
+	// The Orchard credentials only mean something with that backend; its
+	// environment variables are not read otherwise.
+	if c.Backend == BackendOrchard {
+		if resolve("orchard.token", &c.Orchard.Token, "orchard.token_file", c.Orchard.TokenFile, EnvOrchardToken) {
+			short("orchard.token", c.Orchard.Token)
+		}
+		if resolve("orchard.bootstrap_token", &c.Orchard.BootstrapToken, "", "", EnvOrchardBootstrapToken) {
+			short("orchard.bootstrap_token", c.Orchard.BootstrapToken)
+		}
+	}
 	if f := c.GitHub.App.PrivateKeyFile; f != "" {
-		v, w, err := readSecretFile(f)
+		v, w, err := readSecretFile(f, env)
 		if err != nil {
 			d.problem("github.app.private_key_file", d.lines["github.app.private_key_file"], "%v", err)
 		} else {
 			if !strings.Contains(v, "PRIVATE KEY-----") {
 				d.problem("github.app.private_key_file", d.lines["github.app.private_key_file"], "%s is not a PEM private key", f)
 			}
-			if w != "" {
-				warnings = append(warnings, w)
-			}
+			warnings = append(warnings, w...)
 			c.GitHub.App.PrivateKey = Secret(v)
+		}
+	}
+	if f := c.SSH.KeyFile; f != "" {
+		// Only checked here; sshexec reads it. A missing file is validate's problem.
+		if _, err := os.Stat(f); err == nil {
+			warnings = append(warnings, secretFileWarnings(f, env)...)
 		}
 	}
 	return warnings
 }
 
-// readSecretFile reads a secret, trimmed of surrounding white space, and says
-// whether the file's mode lets others read it.
-func readSecretFile(path string) (value, warning string, err error) {
+// readSecretFile reads a secret, trimmed of surrounding white space, and
+// returns the warnings about who else may read or change the file.
+func readSecretFile(path string, env Env) (value string, warnings []string, err error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "", "", fmt.Errorf("%s does not exist", path)
+			return "", nil, fmt.Errorf("%s does not exist", path)
 		}
-		return "", "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+		return "", nil, fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
 	}
 	if !info.Mode().IsRegular() {
-		return "", "", fmt.Errorf("%s is not a regular file", path)
+		return "", nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	if info.Size() > 64<<10 {
-		return "", "", fmt.Errorf("%s is larger than 64 KiB: not a secret file", path)
+		return "", nil, fmt.Errorf("%s is larger than 64 KiB: not a secret file", path)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", "", fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
+		return "", nil, fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))
 	}
 	value = strings.TrimSpace(string(data))
 	if value == "" {
-		return "", "", fmt.Errorf("%s is empty", path)
+		return "", nil, fmt.Errorf("%s is empty", path)
 	}
-	return value, permissionWarning(path), nil
+	return value, secretFileWarnings(path, env), nil
+}
+
+// secretFileWarnings are the warnings for a file holding a secret: readable
+// by others, or changeable by someone else.
+func secretFileWarnings(path string, env Env) []string {
+	var ws []string
+	if w := permissionWarning(path); w != "" {
+		ws = append(ws, w)
+	}
+	return append(ws, fileSafetyWarnings(path, env, "it holds a secret Tarty trusts")...)
 }
 
 // permissionWarning returns a warning when path, which holds a secret, is
@@ -280,4 +355,26 @@ func permissionWarning(path string) string {
 	}
 	return fmt.Sprintf("%s holds a secret but is readable by group or others (mode %04o); run chmod 600 %s",
 		path, info.Mode().Perm(), path)
+}
+
+// fileSafetyWarnings warns when someone other than the user running Tarty
+// (or root) may change path: it is writable by group or others, or owned by
+// another user. why says what a changed file would do.
+func fileSafetyWarnings(path string, env Env, why string) []string {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	var ws []string
+	if perm := info.Mode().Perm(); perm&0o022 != 0 {
+		ws = append(ws, fmt.Sprintf("%s is writable by group or others (mode %04o) and %s; run chmod go-w %s",
+			path, perm, why, path))
+	}
+	if owner, ok := fileOwner(info); ok && owner != 0 {
+		if uid := env.uid(); owner != uid {
+			ws = append(ws, fmt.Sprintf("%s is owned by uid %d, not by the user running Tarty (uid %d), and %s; chown it to that user",
+				path, owner, uid, why))
+		}
+	}
+	return ws
 }

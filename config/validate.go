@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,9 @@ var (
 	// Runner names become VM names, tart image names and GitHub runner names.
 	prefixRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
 	labelRE  = regexp.MustCompile(`^[^\s,]+$`)
+	// Orchard names (service accounts) and worker label keys.
+	orchardNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	workerLabelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
 )
 
 // maxPrefixLen keeps `<prefix>-build-<yyyymmddThhmmss>` within GitHub's
@@ -48,8 +52,12 @@ func (c *Config) validate() []Problem {
 	}
 	listen := checkListen(add, "server.listen", c.Server.Listen)
 	admin := checkListen(add, "server.admin_listen", c.Server.AdminListen)
-	if listen && admin && c.Server.Listen == c.Server.AdminListen {
-		add("server.admin_listen", "must differ from server.listen: the admin endpoints must never be reachable through the webhook tunnel")
+	if admin {
+		admin = checkLoopback(add, "server.admin_listen", c.Server.AdminListen)
+	}
+	if listen && admin && listenersOverlap(c.Server.Listen, c.Server.AdminListen) {
+		add("server.admin_listen", "%q overlaps server.listen %q: the admin endpoints must never be reachable through the webhook tunnel; use another port",
+			c.Server.AdminListen, c.Server.Listen)
 	}
 	if !strings.HasPrefix(c.Server.WebhookPath, "/") || strings.ContainsAny(c.Server.WebhookPath, " ?#") {
 		add("server.webhook_path", "%q must be a URL path starting with /", c.Server.WebhookPath)
@@ -70,8 +78,12 @@ func (c *Config) validate() []Problem {
 	if strings.TrimSpace(c.StateDir) == "" {
 		add("state_dir", "must not be empty")
 	}
+	c.validateOrchard(add)
 	return ps
 }
+
+// orchard reports whether the Orchard backend is configured.
+func (c *Config) orchard() bool { return c.Backend == BackendOrchard }
 
 type addFunc func(key, format string, args ...any)
 
@@ -141,6 +153,9 @@ func (c *Config) validateGitHub(add addFunc) {
 	if !g.WebhookSecret.IsSet() {
 		add("github.webhook_secret", "required (or github.webhook_secret_file, or %s): unsigned webhooks are refused", EnvWebhookSecret)
 	}
+	if g.HookID < 0 {
+		add("github.hook_id", "%d must be 0 (find the hook by its URL) or a webhook's ID", g.HookID)
+	}
 }
 
 func isDefaultLabel(l string) bool {
@@ -154,12 +169,20 @@ func isDefaultLabel(l string) bool {
 
 func (c *Config) validateImages(add addFunc) {
 	im := c.Images
-	if im.Base == "" {
+	switch {
+	case im.Base != "":
+	case c.orchard():
+		// No nightly rebuild with Orchard: the base image is not used.
+	default:
 		add("images.base", "required: the tart image the runner image is built from")
 	}
 	switch {
+	case im.Runner == "" && c.orchard():
+		add("images.runner", "required: the image each runner VM is cloned from, which every Orchard worker can pull")
 	case im.Runner == "":
 		add("images.runner", "required: the local tart image each runner VM is cloned from")
+	case c.orchard():
+		// An OCI reference every worker can pull; Tarty renames nothing.
 	case strings.Contains(im.Runner, "/"):
 		add("images.runner", "%q must be a local tart image name (no /): the nightly rebuild renames it", im.Runner)
 	case im.Runner == im.Base:
@@ -167,13 +190,26 @@ func (c *Config) validateImages(add addFunc) {
 	}
 	// Tarty deletes VMs with its prefix that it does not run: an image under
 	// that prefix would be deleted at the next start. Image names also key the
-	// trusted SSH host keys, one word per name.
+	// trusted SSH host keys (a leading # would read back as a comment there)
+	// and reach tart's command line (a leading - would be read as a flag).
 	p := strings.ToLower(c.Runners.NamePrefix) + "-"
-	for key, name := range map[string]string{"images.base": im.Base, "images.runner": im.Runner} {
-		if strings.IndexFunc(name, unicode.IsSpace) >= 0 {
-			add(key, "%q must not contain white space", name)
+	for _, key := range []string{"images.base", "images.runner"} {
+		name := im.Base
+		if key == "images.runner" {
+			name = im.Runner
 		}
-		if name != "" && strings.HasPrefix(strings.ToLower(name), p) {
+		if name == "" {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(name, "#") || strings.HasPrefix(name, "-"):
+			add(key, "%q must not start with # or -", name)
+		case strings.IndexFunc(name, unicode.IsSpace) >= 0:
+			add(key, "%q must not contain white space", name)
+		case strings.IndexFunc(name, unicode.IsControl) >= 0:
+			add(key, "%q must not contain control characters", name)
+		}
+		if strings.HasPrefix(strings.ToLower(name), p) {
 			add(key, "%q starts with runners.name_prefix %q: Tarty would delete it as an orphan VM", name, c.Runners.NamePrefix)
 		}
 	}
@@ -206,7 +242,12 @@ func (c *Config) validateSSH(add addFunc) {
 
 func (c *Config) validateRunners(add addFunc) {
 	r := c.Runners
-	if r.Max < 1 || r.Max > MaxMacOSVMs {
+	if c.orchard() {
+		// runners.max caps the fleet; Orchard enforces two VMs per Mac.
+		if r.Max < 1 || r.Max > MaxOrchardRunners {
+			add("runners.max", "%d is not in 1..%d", r.Max, MaxOrchardRunners)
+		}
+	} else if r.Max < 1 || r.Max > MaxMacOSVMs {
 		if r.Max > MaxMacOSVMs {
 			add("runners.max", "%d is more than the %d macOS VMs a Mac may run", r.Max, MaxMacOSVMs)
 		} else {
@@ -238,11 +279,14 @@ func (c *Config) validateRunners(add addFunc) {
 	if strings.TrimSpace(r.WorkDir) == "" {
 		add("runners.work_dir", "required: where run.sh lives in the guest")
 	}
+	if strings.TrimSpace(r.ShutdownCommand) == "" {
+		add("runners.shutdown_command", "required: the guest command that powers the VM off after its job (default: sudo -n shutdown -h now)")
+	}
 }
 
 func (c *Config) validateRebuild(add addFunc) {
 	r := c.Rebuild
-	if r.Enabled && strings.TrimSpace(r.Command) == "" {
+	if r.Enabled && !c.orchard() && strings.TrimSpace(r.Command) == "" {
 		add("rebuild.command", "required while rebuild.enabled is true: the command that turns a clone of images.base into a runner image")
 	}
 	if r.Hour < 0 || r.Hour > 23 {
@@ -251,12 +295,108 @@ func (c *Config) validateRebuild(add addFunc) {
 	positive(add, "rebuild.timeout", r.Timeout)
 }
 
+// validateOrchard checks backend and the orchard section.
+func (c *Config) validateOrchard(add addFunc) {
+	o := c.Orchard
+	switch c.Backend {
+	case BackendLocal:
+		if o.set() {
+			add("orchard", "only with backend: orchard (backend is local)")
+		}
+		return
+	case BackendOrchard:
+	default:
+		add("backend", "%q is not local or orchard", c.Backend)
+		return
+	}
+	if u, err := url.Parse(o.URL); o.URL == "" {
+		add("orchard.url", "required with backend: orchard (the controller, such as https://orchard.example.com:6120)")
+	} else if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		add("orchard.url", "%q is not an https URL such as https://orchard.example.com:6120", o.URL)
+	}
+	token := o.Token.IsSet() || o.TokenFile != ""
+	switch {
+	case o.BootstrapToken.IsSet() && (o.ServiceAccount != "" || token):
+		add("orchard.bootstrap_token", "set both a bootstrap token and orchard.service_account/orchard.token; choose one")
+	case o.BootstrapToken.IsSet():
+	case o.ServiceAccount == "" && !token:
+		add("orchard", "set orchard.service_account and orchard.token (or orchard.token_file, or %s), or orchard.bootstrap_token (or %s)",
+			EnvOrchardToken, EnvOrchardBootstrapToken)
+	case o.ServiceAccount == "":
+		add("orchard.service_account", "required with orchard.token: the service account the token belongs to")
+	case !o.Token.IsSet() && o.TokenFile == "":
+		add("orchard.token", "required with orchard.service_account (or orchard.token_file, or %s)", EnvOrchardToken)
+	}
+	if o.ServiceAccount != "" && !orchardNameRE.MatchString(o.ServiceAccount) {
+		add("orchard.service_account", "%q is not a service account name", o.ServiceAccount)
+	}
+	if o.CAFile != "" {
+		if info, err := os.Stat(o.CAFile); err != nil || !info.Mode().IsRegular() {
+			add("orchard.ca_file", "%s is not a readable file", o.CAFile)
+		}
+	}
+	keys := make([]string, 0, len(o.WorkerLabels))
+	for k := range o.WorkerLabels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !workerLabelRE.MatchString(k) {
+			add("orchard.worker_labels", "%q is not a label name (letters, digits, . _ / -)", k)
+		}
+		if v := o.WorkerLabels[k]; strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 || strings.Contains(v, ",") {
+			add("orchard.worker_labels."+k, "%q must not contain white space, commas or control characters", v)
+		}
+	}
+}
+
 func positive(add addFunc, key string, d time.Duration) bool {
 	if d <= 0 {
 		add(key, "%s must be longer than zero", d)
 		return false
 	}
 	return true
+}
+
+// checkLoopback requires a loopback address: the admin listener starts VMs and
+// rebuilds and has no authentication.
+func checkLoopback(add addFunc, key, addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return true
+	}
+	add(key, "%q must be a loopback address (127.0.0.1, ::1 or localhost): the admin endpoints have no authentication", addr)
+	return false
+}
+
+// listenersOverlap reports whether two valid listen addresses would share a
+// socket: the same port, with the same host, or with a wildcard host on either
+// side, or localhost beside a loopback address. Port 0 (any free port) never
+// overlaps.
+func listenersOverlap(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	if na != nb || na == 0 {
+		return false
+	}
+	ipa, ipb := net.ParseIP(ha), net.ParseIP(hb)
+	wild := func(h string, ip net.IP) bool { return h == "" || ip != nil && ip.IsUnspecified() }
+	local := func(h string, ip net.IP) bool { return h == "localhost" || ip != nil && ip.IsLoopback() }
+	switch {
+	case wild(ha, ipa) || wild(hb, ipb):
+		return true
+	case ipa != nil && ipb != nil:
+		return ipa.Equal(ipb)
+	case ha == hb:
+		return true
+	default: // localhost and a loopback address
+		return local(ha, ipa) && local(hb, ipb)
+	}
 }
 
 func checkListen(add addFunc, key, addr string) bool {
