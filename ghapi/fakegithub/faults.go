@@ -30,6 +30,8 @@ const (
 	// Forbidden answers 403 "Resource not accessible by integration", as
 	// GitHub does when the token lacks a permission.
 	Forbidden
+	// NotFound answers 404 "Not Found" (a resource gone, or hidden from the token).
+	NotFound
 )
 
 // Fault scripts the answer to the next requests that match Method and Path.
@@ -137,6 +139,8 @@ func (s *Server) writeFault(w http.ResponseWriter, f *Fault, free bool) {
 			st = f.Status
 		}
 		writeJSON(w, st, secondaryBody(f.NoDocURL))
+	case NotFound:
+		writeError(w, http.StatusNotFound, "Not Found")
 	default: // Forbidden
 		writeError(w, http.StatusForbidden, "Resource not accessible by integration")
 	}
