@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tartyci/tarty"
 	"github.com/tartyci/tarty/tartvm"
 	"github.com/tartyci/tarty/tartvm/faketart"
 	"github.com/tartyci/tarty/tartvm/faketart/tarttest"
@@ -321,5 +322,59 @@ func TestInvalidNamesNeverReachTart(t *testing.T) {
 	}
 	if calls := env.Calls(); len(calls) != 0 {
 		t.Errorf("tart invoked: %+v", calls)
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]tartvm.Version{
+		"2.32.1":     {Major: 2, Minor: 32, Patch: 1},
+		"2.10.0\n":   {Major: 2, Minor: 10},
+		"v2.9":       {Major: 2, Minor: 9},
+		"2.33.0-rc1": {Major: 2, Minor: 33},
+		"SNAPSHOT":   {Snapshot: true},
+	} {
+		if got, err := tartvm.ParseVersion(in); err != nil || got != want {
+			t.Errorf("ParseVersion(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "tart", "2", "2.x.1", "1.2.3.4"} {
+		if v, err := tartvm.ParseVersion(in); err == nil {
+			t.Errorf("ParseVersion(%q) = %+v, want an error", in, v)
+		}
+	}
+	if !(tartvm.Version{Major: 2, Minor: 9, Patch: 1}).Less(tartvm.MinVersion) || tartvm.MinVersion.Less(tartvm.Version{Major: 2, Minor: 10}) ||
+		(tartvm.Version{Major: 3}).Less(tartvm.MinVersion) {
+		t.Error("Less")
+	}
+}
+
+// TestCheckVersion: tart below 2.10.0 lacks `set --random-mac`; the error
+// names the version found and the one needed, and carries a host fix.
+func TestCheckVersion(t *testing.T) {
+	t.Parallel()
+	c, env := newClient(t)
+	ctx := testCtx(t)
+	for _, ok := range []string{"2.32.1", "2.10.0", "3.0.0", "SNAPSHOT"} {
+		env.SetConfig(faketart.Config{Version: ok})
+		if v, err := c.CheckVersion(ctx); err != nil || (v.String() != ok) {
+			t.Errorf("tart %s: %v, %v", ok, v, err)
+		}
+	}
+	for _, old := range []string{"2.9.1", "1.12.1"} {
+		env.SetConfig(faketart.Config{Version: old})
+		_, err := c.CheckVersion(ctx)
+		var ve *tartvm.VersionError
+		if !errors.As(err, &ve) || !strings.Contains(err.Error(), "tart "+old+" is too old") ||
+			!strings.Contains(err.Error(), "2.10.0 or newer") {
+			t.Errorf("tart %s: %v", old, err)
+		}
+		if fix, ok := tarty.HostFix(err); !ok || !strings.Contains(fix, "brew upgrade") {
+			t.Errorf("HostFix = %q", fix)
+		}
+	}
+	env.SetConfig(faketart.Config{Version: "unknown"})
+	if _, err := c.CheckVersion(ctx); err == nil {
+		t.Error("unreadable version accepted")
 	}
 }

@@ -1,7 +1,10 @@
 package tartvm
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,6 +43,72 @@ func TestClassifiers(t *testing.T) {
 	}
 	if NotFound(nil) || VMLimit(errors.New("The number of VMs exceeds the system limit")) {
 		t.Error("classifiers must only accept *Error")
+	}
+}
+
+func TestRaceClassifiers(t *testing.T) {
+	t.Parallel()
+	type want struct{ running, ipRetry, crashed, missing, fix bool }
+	cases := []struct {
+		verb   string
+		exit   int
+		output string
+		want   want
+	}{
+		{"delete", 1, `VM "x" is running`, want{running: true}},
+		{"delete", 2, `VM "x" is not running`, want{}},
+		{"run", 2, `VM "x" is already running!`, want{}},
+		{"ip", 1, "no IP address found", want{ipRetry: true}},
+		{"ip", 1, `Error: Truncated(name: "truncated DHCPD leases file")`, want{ipRetry: true}},
+		{"ip", 1, `Error: UnexpectedFormat(name: "unexpected DHCPD leases file format", message: "x", line: 3)`, want{ipRetry: true}},
+		{"ip", 2, `the specified VM "x" does not exist`, want{}},
+		{"ip", 1, "VM is missing some of its files (config.json, disk.img or nvram.bin)", want{missing: true}},
+		{"get", 1, "no IP address found", want{}},
+		{"run", 0, "guest has stopped the virtual machine due to error: Error Domain=VZErrorDomain Code=1", want{crashed: true}},
+		{"run", 0, "virtual machine's network attachment <VZVirtioNetworkDevice> has been disconnected with error: x", want{crashed: true}},
+		{"run", 0, "guest has stopped the virtual machine", want{}},
+		{"run", 1, `Error Domain=VZErrorDomain Code=1 "The virtual machine failed to start." UserInfo={}`, want{fix: true}},
+		{"run", 1, "Failed to generate keypair", want{fix: true}},
+		{"run", 1, `Error Domain=VZErrorDomain Code=2 "Failed to lock auxiliary storage."`, want{}},
+	}
+	for _, tc := range cases {
+		e := &Error{Verb: tc.verb, Name: "x", ExitCode: tc.exit, output: tc.output, Stderr: firstLine([]byte(tc.output))}
+		got := want{e.VMRunning(), e.IPRetryable(), e.GuestCrashed(), e.MissingFiles(), e.HostFix() != ""}
+		if got != tc.want {
+			t.Errorf("%s exit %d %q: %+v, want %+v", tc.verb, tc.exit, tc.output, got, tc.want)
+		}
+		wrapped := fmt.Errorf("launch: %w", e)
+		if VMRunning(wrapped) != tc.want.running || IPRetryable(wrapped) != tc.want.ipRetry || GuestCrashed(wrapped) != tc.want.crashed {
+			t.Errorf("package funcs do not look through wrapping for %q", tc.output)
+		}
+	}
+	cut := &Error{Verb: "ip", ExitCode: 1, output: "no IP address found", ctxErr: context.Canceled}
+	if cut.IPRetryable() {
+		t.Error("a cancelled ip is not worth retrying")
+	}
+}
+
+func TestErrorLine(t *testing.T) {
+	t.Parallel()
+	in := "Failed to perform garbage collection: permission denied\nVM \"x\" is running\n"
+	if got := errorLine([]byte(in)); got != `VM "x" is running` {
+		t.Errorf("errorLine = %q", got)
+	}
+	if got := errorLine([]byte("Failed to perform garbage collection: x\n")); got != "Failed to perform garbage collection: x" {
+		t.Errorf("errorLine of only the warning = %q", got)
+	}
+}
+
+func TestLineWriter(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	w := &lineWriter{w: &out}
+	// tart's interactive logger redraws the last line; CI mode prints lines.
+	for _, chunk := range []string{"pulling manifest...\n0", "%\n\x1b[1A\r\x1b[J10%\n", "\r\n", "partial"} {
+		w.Write([]byte(chunk))
+	}
+	if got := out.String(); got != "pulling manifest...\n0%\n10%\n" {
+		t.Errorf("lines = %q", got)
 	}
 }
 

@@ -42,7 +42,7 @@ func (c *Client) ListOCI(ctx context.Context) ([]VM, error) {
 func (c *Client) list(ctx context.Context, source string) ([]VM, error) {
 	args := []string{"list", "--source", source, "--format", "json"}
 	out, err := c.exec(ctx, call{verb: "list", args: args, timeout: queryTimeout})
-	if e, ok := asError(err); ok && e.ExitCode == 1 && ctx.Err() == nil {
+	if e, ok := asError(err); ok && e.ExitCode == 1 && e.ctxErr == nil && ctx.Err() == nil {
 		c.log.Debug().Str("error", e.Stderr).Msg("tart list failed; trying once more")
 		out, err = c.exec(ctx, call{verb: "list", args: args, timeout: queryTimeout})
 	}

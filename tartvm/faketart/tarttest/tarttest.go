@@ -109,6 +109,50 @@ func (e *Env) SeedOCI(ref string, o faketart.VMOptions) {
 	}
 }
 
+// SeedRemote puts an image in the fake registry, for `pull` and `clone`.
+func (e *Env) SeedRemote(ref string, o faketart.VMOptions) {
+	e.t.Helper()
+	if err := faketart.SeedRemote(e.Home, ref, o); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// RemoveDisk leaves local VM name without its disk.img.
+func (e *Env) RemoveDisk(name string) {
+	e.t.Helper()
+	if err := faketart.RemoveDisk(e.Home, name); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// LiveProcs returns the pids of the fake's processes still alive (running
+// VMs, hung verbs, the children they spawned).
+func (e *Env) LiveProcs() []int {
+	e.t.Helper()
+	pids, err := faketart.LiveProcs(e.Home)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return pids
+}
+
+// WaitNoProcs polls until no fake process of this home is alive, failing
+// the test after timeout.
+func (e *Env) WaitNoProcs(timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := e.LiveProcs()
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("fake tart processes %v still alive after %v", pids, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // SetConfig replaces the fake's configuration (faults, IP, boot delay, limit).
 func (e *Env) SetConfig(c faketart.Config) {
 	e.t.Helper()
