@@ -87,11 +87,22 @@ type removal struct {
 	inFlight bool
 }
 
-// rebuildState is the nightly rebuild's claim on the budget.
+// rebuildState is the nightly rebuild: its schedule, its claim on the
+// budget, and what /status shows of it.
 type rebuildState struct {
-	wanted bool // a rebuild waits for a slot
+	enabled bool      // rebuild.enabled, on a backend with local images
+	nextAt  time.Time // the next scheduled rebuild
+	running bool      // a rebuild (or rollback) worker runs
+	phase   string    // what it does now
+	since   time.Time // when it started
+
+	wanted bool // it waits for a slot
 	slot   int  // the slot it holds, -1 when none
 	hold   bool // it asks that no launch start (its promote renames the image)
+
+	lastResult  string
+	lastAt      time.Time
+	lastSuccess time.Time
 }
 
 // observer receives what the metrics measure. Every field is optional.

@@ -17,6 +17,7 @@ const (
 	ActRemoveRunner ActionKind = "remove-runner" // delete a runner registration
 	ActPoll         ActionKind = "poll"          // reconcile with GitHub and the backend
 	ActCheckVMs     ActionKind = "check-vms"     // look up adopted VMs
+	ActRebuild      ActionKind = "rebuild"       // start the scheduled nightly rebuild
 )
 
 // Action is one decision. Slot and VM name the slot it concerns.
@@ -179,6 +180,10 @@ func decide(now time.Time, c *core) []Action {
 	if !c.checking && !c.draining && c.hasAdopted() && !now.Before(c.nextCheck) {
 		acts = append(acts, Action{Kind: ActCheckVMs})
 	}
+	rb := c.rebuild
+	if rb.enabled && !rb.running && !c.draining && c.recovered && !rb.nextAt.IsZero() && !now.Before(rb.nextAt) {
+		acts = append(acts, Action{Kind: ActRebuild, Slot: -1, Reason: "scheduled"})
+	}
 	return acts
 }
 
@@ -255,6 +260,8 @@ func (c *core) commit(now time.Time, acts []Action) {
 			c.polling, c.pollStarted = true, now
 		case ActCheckVMs:
 			c.checking = true
+		case ActRebuild:
+			c.startRebuild(now, "scheduled")
 		}
 	}
 }
@@ -309,6 +316,9 @@ func (c *core) nextDeadline(now time.Time) time.Time {
 	}
 	if !c.checking && c.hasAdopted() {
 		consider(c.nextCheck)
+	}
+	if c.rebuild.enabled && !c.rebuild.running {
+		consider(c.rebuild.nextAt)
 	}
 	return next
 }

@@ -23,6 +23,8 @@ type metrics struct {
 	limitLeaks     prometheus.Counter
 	rateLimit      prometheus.Gauge
 	capacity       prometheus.Gauge
+	rebuilds       *prometheus.CounterVec
+	rebuildSuccess prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,9 +52,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tarty_github_rate_limit_remaining", Help: "GitHub's X-RateLimit-Remaining on the last answer (-1 before any)."}),
 		capacity: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tarty_capacity", Help: "Runner VMs Tarty may run at once now: min(runners.max, backend capacity)."}),
+		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tarty_rebuild_total", Help: "Nightly rebuilds by result."}, []string{"result"}),
+		rebuildSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tarty_rebuild_last_success_timestamp_seconds", Help: "When the last rebuild promoted a new runner image (Unix time; 0 = never since start)."}),
 	}
 	for _, c := range []prometheus.Collector{m.jobsQueued, m.slots, m.bootSeconds, m.jobWait, m.launchFailures,
-		m.missedJobs, m.pollErrors, m.limitLeaks, m.rateLimit, m.capacity} {
+		m.missedJobs, m.pollErrors, m.limitLeaks, m.rateLimit, m.capacity, m.rebuilds, m.rebuildSuccess} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("scheduler metrics: %w", err)
 		}
@@ -65,6 +71,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.pollErrors.WithLabelValues("poll")
 	m.pollErrors.WithLabelValues("repository")
+	for _, r := range RebuildResults {
+		m.rebuilds.WithLabelValues(r)
+	}
 	m.rateLimit.Set(-1)
 	return m, nil
 }

@@ -58,6 +58,9 @@ type Options struct {
 	AdoptedCheck      time.Duration
 	DrainTimeout      time.Duration
 
+	// Rebuild configures the nightly rebuild.
+	Rebuild RebuildOptions
+
 	// Now is the clock; time.Now when nil. Timers use the time package, so a
 	// testing/synctest bubble simulates both.
 	Now func() time.Time
@@ -95,6 +98,13 @@ func (o *Options) normalize() error {
 	}
 	if o.ShutdownCommand == "" {
 		o.ShutdownCommand = DefaultShutdownCommand
+	}
+	o.Rebuild.normalize()
+	if o.Rebuild.Enabled && (o.Rebuild.Base == "" || o.Rebuild.Command == "") {
+		errs = append(errs, errors.New("the nightly rebuild needs a base image and a command"))
+	}
+	if o.Rebuild.Hour < 0 || o.Rebuild.Hour > 23 {
+		errs = append(errs, fmt.Errorf("rebuild hour %d: want 0..23", o.Rebuild.Hour))
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -92,3 +92,34 @@ type Jobs interface {
 	// error means the poll learnt nothing (the scope itself could not be read).
 	QueuedJobs(ctx context.Context) (tarty.PollResult, error)
 }
+
+// Images manages the tart images the nightly rebuild reads and replaces.
+// tartvm.Images implements it for local tart; other backends have none (their
+// images live in a registry).
+type Images interface {
+	// Exists reports whether a local image exists.
+	Exists(ctx context.Context, name string) (bool, error)
+	// Remote reports whether ref names an OCI image to pull rather than a local one.
+	Remote(ref string) bool
+	// Pull fetches an OCI image, writing progress lines to progress, and
+	// reports whether what the reference points at changed.
+	Pull(ctx context.Context, ref string, progress io.Writer) (changed bool, err error)
+	// Rename renames a local image; it fails if to exists.
+	Rename(ctx context.Context, from, to string) error
+	// Delete removes a local image; a missing one is not an error.
+	Delete(ctx context.Context, name string) error
+	// FreeBytes is the free space where images live; SizeBytes what an image
+	// takes on disk once cloned in full.
+	FreeBytes(ctx context.Context) (uint64, error)
+	SizeBytes(ctx context.Context, image string) (uint64, error)
+}
+
+// HostKeys moves trusted SSH host keys between images: they follow an image
+// when the rebuild promotes it or rolls it back. sshexec implements it.
+type HostKeys interface {
+	// CopyHostKey makes to trust exactly what from trusts (nothing, if from
+	// has no key).
+	CopyHostKey(from, to string) error
+	// ForgetHostKey drops what image trusts.
+	ForgetHostKey(image string) error
+}

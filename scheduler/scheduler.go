@@ -30,6 +30,10 @@ type Deps struct {
 	Guest   Guest
 	Runners Runners
 	Jobs    Jobs
+	// Images and HostKeys serve the nightly rebuild; without them (a backend
+	// whose images live in a registry) rebuild and rollback are refused.
+	Images   Images
+	HostKeys HostKeys
 	// Events carries job events from the webhook. Its owner closes it, or
 	// not: Run stops reading it once its context is done.
 	Events <-chan tarty.JobEvent
@@ -40,14 +44,16 @@ type Deps struct {
 
 // Scheduler runs the budget. Create it with New, then call Run once.
 type Scheduler struct {
-	opts    Options
-	backend Backend
-	guest   Guest
-	runners Runners
-	jobs    Jobs
-	events  <-chan tarty.JobEvent
-	log     zerolog.Logger
-	met     *metrics
+	opts     Options
+	backend  Backend
+	guest    Guest
+	runners  Runners
+	jobs     Jobs
+	images   Images
+	hostKeys HostKeys
+	events   <-chan tarty.JobEvent
+	log      zerolog.Logger
+	met      *metrics
 
 	core     *core                      // owned by the Run goroutine
 	launches map[int]context.CancelFunc // owned by the Run goroutine
@@ -56,6 +62,12 @@ type Scheduler struct {
 	requests chan request
 	done     chan struct{} // closed when Run returns
 	workers  sync.WaitGroup
+	base     context.Context // workers' context, cancelled when Run returns
+
+	// The rebuild worker's requests waiting for the state to allow them.
+	rbReserveReply chan any
+	rbHoldReply    chan any
+	rbCancel       context.CancelFunc // cancels a running rebuild at shutdown
 
 	rateRemaining atomic.Int64
 	started       atomic.Bool
@@ -84,6 +96,8 @@ func New(opts Options, deps Deps) (*Scheduler, error) {
 		guest:    deps.Guest,
 		runners:  deps.Runners,
 		jobs:     deps.Jobs,
+		images:   deps.Images,
+		hostKeys: deps.HostKeys,
 		events:   deps.Events,
 		log:      deps.Logger.With().Str("component", "scheduler").Logger(),
 		met:      met,
@@ -94,6 +108,13 @@ func New(opts Options, deps Deps) (*Scheduler, error) {
 	}
 	s.rateRemaining.Store(-1)
 	s.core = newCore(opts, s.log, met.observer())
+	if s.images != nil && s.hostKeys != nil && opts.Rebuild.Enabled {
+		s.core.rebuild.enabled = true
+		s.core.rebuild.nextAt = nextRebuild(opts.Now(), opts.Rebuild.Hour, opts.Rebuild.Location)
+	}
+	if s.hostKeys == nil {
+		s.images = nil // a rebuild without host keys to move would strand the runner image's key
+	}
 	return s, nil
 }
 
@@ -115,6 +136,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// Workers outlive ctx during the drain; they are cancelled at the end,
 	// after done is closed so that none blocks reporting to a loop that left.
 	base, cancelWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	s.base = base
 	defer func() {
 		close(s.done)
 		cancelWorkers()
@@ -132,6 +154,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		now := s.opts.Now()
 		acts := s.core.step(now)
 		s.execute(base, acts)
+		s.answerRebuild()
 		s.met.update(s.core)
 		if s.core.draining && s.drained() {
 			s.log.Info().Msg("scheduler drained")
@@ -152,6 +175,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			stop = nil
 			s.log.Info().Msg("scheduler stopping: launching nothing more, tearing down booting and idle VMs")
 			s.core.draining = true
+			if s.rbCancel != nil {
+				s.rbCancel() // the build VM is deleted; the runner image stays as it was
+			}
 			drainTimeout = time.After(s.opts.DrainTimeout)
 		case <-drainTimeout:
 			s.log.Warn().Msg("scheduler drain timed out; exiting with work in flight")
@@ -180,7 +206,7 @@ func (s *Scheduler) drained() bool {
 			return false
 		}
 	}
-	return len(s.launches) == 0
+	return len(s.launches) == 0 && !s.core.rebuild.running
 }
 
 func (s *Scheduler) onJob(ev tarty.JobEvent) {
@@ -242,6 +268,8 @@ func (s *Scheduler) execute(base context.Context, acts []Action) {
 			s.spawn(func() { s.poll(base) })
 		case ActCheckVMs:
 			s.spawn(func() { s.checkVMs(base) })
+		case ActRebuild:
+			s.startRebuildWorker(a.Reason)
 		}
 	}
 }

@@ -11,19 +11,20 @@ import (
 // Status is a snapshot of the scheduler for /status and `tarty status`
 // (DESIGN.md section 4). It never holds a secret.
 type Status struct {
-	Ready       bool         `json:"ready"`
-	NotReady    string       `json:"not_ready,omitempty"` // why not, when not ready
-	Draining    bool         `json:"draining,omitempty"`
-	Capacity    int          `json:"capacity"`
-	MaxRunners  int          `json:"max_runners"`
-	Warm        int          `json:"warm"`
-	ForeignVMs  []string     `json:"foreign_vms"`
-	Slots       []SlotStatus `json:"slots"`
-	Queued      []JobStatus  `json:"queued"`
-	LaunchHeld  *time.Time   `json:"launch_held_until,omitempty"`
-	GitHub      GitHubStatus `json:"github"`
-	RunnersGone int          `json:"runner_removals_pending"`
-	Now         time.Time    `json:"now"`
+	Ready       bool          `json:"ready"`
+	NotReady    string        `json:"not_ready,omitempty"` // why not, when not ready
+	Draining    bool          `json:"draining,omitempty"`
+	Capacity    int           `json:"capacity"`
+	MaxRunners  int           `json:"max_runners"`
+	Warm        int           `json:"warm"`
+	ForeignVMs  []string      `json:"foreign_vms"`
+	Slots       []SlotStatus  `json:"slots"`
+	Queued      []JobStatus   `json:"queued"`
+	LaunchHeld  *time.Time    `json:"launch_held_until,omitempty"`
+	Rebuild     RebuildStatus `json:"rebuild"`
+	GitHub      GitHubStatus  `json:"github"`
+	RunnersGone int           `json:"runner_removals_pending"`
+	Now         time.Time     `json:"now"`
 }
 
 // SlotStatus is one slot.
@@ -49,23 +50,47 @@ type JobStatus struct {
 	Reason     string    `json:"reason"`
 }
 
+// RebuildStatus is the nightly rebuild's state.
+type RebuildStatus struct {
+	State         string     `json:"state"` // disabled, idle, or what it does now
+	Since         *time.Time `json:"since,omitempty"`
+	NextAt        *time.Time `json:"next_at,omitempty"`
+	LastResult    string     `json:"last_result,omitempty"`
+	LastAt        *time.Time `json:"last_at,omitempty"`
+	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
+	HoldsSlot     int        `json:"holds_slot"` // -1 when none
+}
+
 // GitHubStatus is what Tarty knows of GitHub's side.
 type GitHubStatus struct {
 	RateLimitRemaining int  `json:"rate_limit_remaining"`
 	Polled             bool `json:"polled"` // a poll reached GitHub since start
 }
 
+// Refusal is a request the scheduler turned down, with the reason (the admin
+// listener answers it 409).
+type Refusal string
+
+func (r Refusal) Error() string { return string(r) }
+
+// Refused marks the error as a refusal rather than a failure.
+func (Refusal) Refused() bool { return true }
+
 // ErrNotRunning is returned by requests when the scheduler's loop is not running.
 var ErrNotRunning = errors.New("scheduler is not running")
 
 type request struct {
 	kind  string
+	arg   string
 	reply chan any
 }
 
 // ask sends a request to the owner loop and waits for its answer.
-func (s *Scheduler) ask(ctx context.Context, kind string) (any, error) {
+func (s *Scheduler) ask(ctx context.Context, kind string, arg ...string) (any, error) {
 	r := request{kind: kind, reply: make(chan any, 1)}
+	if len(arg) > 0 {
+		r.arg = arg[0]
+	}
 	select {
 	case s.requests <- r:
 	case <-s.done:
@@ -107,13 +132,15 @@ func (s *Scheduler) handle(r request) {
 		r.reply <- s.snapshot(now)
 	case "reconcile":
 		if s.core.draining {
-			r.reply <- errors.New("the scheduler is shutting down")
+			r.reply <- Refusal("the scheduler is shutting down")
 			return
 		}
 		s.core.nextPoll = now
 		r.reply <- struct{}{}
 	default:
-		r.reply <- fmt.Errorf("unknown request %q", r.kind)
+		if !s.handleRebuild(now, r) {
+			r.reply <- fmt.Errorf("unknown request %q", r.kind)
+		}
 	}
 }
 
@@ -149,6 +176,7 @@ func (s *Scheduler) snapshot(now time.Time) Status {
 		st.Slots = append(st.Slots, ss)
 	}
 	st.Queued = c.queuedStatus(now)
+	st.Rebuild = c.rebuildStatus(s.images != nil)
 	return st
 }
 
@@ -262,4 +290,25 @@ func (s *Scheduler) Ready(ctx context.Context) (bool, string) {
 		return false, err.Error()
 	}
 	return st.Ready, st.NotReady
+}
+
+func (c *core) rebuildStatus(available bool) RebuildStatus {
+	rb := c.rebuild
+	ptr := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	out := RebuildStatus{State: "idle", NextAt: ptr(rb.nextAt), LastResult: rb.lastResult,
+		LastAt: ptr(rb.lastAt), LastSuccessAt: ptr(rb.lastSuccess), HoldsSlot: rb.slot}
+	switch {
+	case rb.running:
+		out.State, out.Since = rb.phase, ptr(rb.since)
+	case !available:
+		out.State = "not available with this backend"
+	case !rb.enabled:
+		out.State = "disabled"
+	}
+	return out
 }

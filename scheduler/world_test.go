@@ -57,6 +57,19 @@ type world struct {
 	onStart    func(name string) error
 	lateBoot   func(name string) error // the VM dies right after booting with this error
 	noPowerOff bool                    // the guest does not power off after its job
+
+	// The nightly rebuild's side: images are VMs (as in tart), commands run in
+	// the guest, trusted host keys per image.
+	keys                map[string]string
+	builds              int
+	ipSeq               int
+	buildTime           time.Duration
+	onPull              func() error
+	onCommand           func(command string) error // rebuild and verify commands
+	hangShutdown        bool                       // the build guest ignores the shutdown command
+	noSSH               func(name string) bool     // the guest's sshd never answers
+	free                uint64
+	maxRunnersInRebuild int // most runner VMs seen while a build VM existed
 }
 
 type wvm struct {
@@ -65,6 +78,8 @@ type wvm struct {
 	exit    chan error
 	bootAt  time.Time
 	runner  int64
+	ip      string
+	content string // what a clone copies: the fake tart's "bytes"
 }
 
 type wjob struct {
@@ -91,8 +106,10 @@ const testPrefix = "tarty-test"
 func newWorld(t *testing.T) *world {
 	return &world{
 		t: t, events: make(chan tarty.JobEvent, 256),
-		vms: map[string]*wvm{}, hostLimit: 2, jobs: map[int64]*wjob{}, runners: map[int64]*wrunner{},
-		closed: make(chan struct{}), nextID: 1000, bootTime: 25 * time.Second, jobTime: 5 * time.Minute, pollFail: map[string]error{},
+		vms:       map[string]*wvm{"runner-image": {name: "runner-image", content: "v0"}, "base-image": {name: "base-image", content: "base"}},
+		hostLimit: 2, jobs: map[int64]*wjob{}, runners: map[int64]*wrunner{},
+		closed: make(chan struct{}), nextID: 1000, keys: map[string]string{"base-image": "key-base", "runner-image": "key-v0"},
+		buildTime: 20 * time.Minute, free: 500 << 30, bootTime: 25 * time.Second, jobTime: 5 * time.Minute, pollFail: map[string]error{},
 	}
 }
 
@@ -102,6 +119,7 @@ func (w *world) options() Options {
 	return Options{
 		Prefix: testPrefix, Image: "runner-image", Labels: []string{"tarty"},
 		Max: 2, ReconcileInterval: time.Minute,
+		Rebuild: RebuildOptions{Base: "base-image", Command: "rebuild", Hour: 2, Location: time.UTC},
 		NewName: func() string {
 			mu.Lock()
 			defer mu.Unlock()
@@ -128,7 +146,8 @@ func (w *world) start(opts Options) (*Scheduler, func()) {
 
 func (w *world) startLoop(opts Options) (*Scheduler, context.CancelFunc, <-chan error) {
 	w.t.Helper()
-	s, err := New(opts, Deps{Backend: w, Guest: w, Runners: w, Jobs: w, Events: w.events, Logger: testLogger(w.t)})
+	s, err := New(opts, Deps{Backend: w, Guest: w, Runners: w, Jobs: w, Images: w, HostKeys: w, Events: w.events,
+		Logger: testLogger(w.t)})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -199,7 +218,11 @@ func (w *world) Create(_ context.Context, image, name string) error {
 	if _, ok := w.vms[name]; ok {
 		return fmt.Errorf("clone %s: exists", name)
 	}
-	w.vms[name] = &wvm{name: name}
+	src, ok := w.vms[image]
+	if !ok {
+		return fmt.Errorf("clone %s: the specified VM %q does not exist", name, image)
+	}
+	w.vms[name] = &wvm{name: name, content: src.content}
 	w.created++
 	return nil
 }
@@ -232,8 +255,10 @@ func (w *world) Boot(_ context.Context, name string) (<-chan error, error) {
 		w.overLimit++
 		return nil, limitError{}
 	}
-	vm.running, vm.exit, vm.bootAt = true, make(chan error, 1), time.Now()
+	w.ipSeq++
+	vm.running, vm.exit, vm.bootAt, vm.ip = true, make(chan error, 1), time.Now(), "10.0.0."+strconv.Itoa(w.ipSeq)
 	w.maxSeen = max(w.maxSeen, w.runningLocked())
+	w.noteRebuildLocked()
 	if w.lateBoot != nil {
 		if err := w.lateBoot(name); err != nil {
 			go func() {
@@ -301,7 +326,9 @@ func (w *world) Address(ctx context.Context, name string, wait time.Duration) (s
 		}
 		time.Sleep(d)
 	}
-	return "192.168.64." + strconv.Itoa(len(name)), nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return vm.ip, nil
 }
 
 func (w *world) Stop(_ context.Context, name string) error {
@@ -325,16 +352,138 @@ func (w *world) Delete(_ context.Context, name string) error {
 
 // ---- Guest ----
 
-func (w *world) WaitReady(context.Context, string, string) error {
+func (w *world) WaitReady(ctx context.Context, _, addr string) error {
+	if vm := w.byIP(addr); vm != nil && w.noSSH != nil && w.noSSH(vm.name) {
+		<-ctx.Done()
+		return fmt.Errorf("ssh %s: connection refused", addr)
+	}
 	time.Sleep(3 * time.Second)
 	return nil
 }
 
-func (w *world) Run(_ context.Context, _, _, command string, _ io.Reader, _, _ io.Writer) error {
-	if !strings.HasPrefix(command, "test -x ") {
-		return fmt.Errorf("unexpected command %q", command)
+func (w *world) byIP(addr string) *wvm {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, vm := range w.vms {
+		if vm.running && vm.ip == addr {
+			return vm
+		}
 	}
 	return nil
+}
+
+func (w *world) Run(ctx context.Context, _, addr, command string, _ io.Reader, stdout, _ io.Writer) error {
+	vm := w.byIP(addr)
+	if vm == nil {
+		return fmt.Errorf("ssh %s: no route to host", addr)
+	}
+	switch {
+	case strings.HasPrefix(command, "test -x "):
+		return nil
+	case command == DefaultShutdownCommand:
+		if !w.hangShutdown {
+			go func() {
+				time.Sleep(5 * time.Second)
+				w.powerOff(vm.name, nil)
+			}()
+		}
+		return nil
+	case command == "rebuild" || command == "verify":
+		if w.onCommand != nil {
+			if err := w.onCommand(command); err != nil {
+				return err
+			}
+		}
+		if command == "verify" {
+			return nil
+		}
+		select {
+		case <-time.After(w.buildTime):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		w.mu.Lock()
+		w.builds++
+		vm.content = "v" + strconv.Itoa(w.builds)
+		w.mu.Unlock()
+		fmt.Fprintln(stdout, "installed everything")
+		return nil
+	}
+	return fmt.Errorf("unexpected command %q", command)
+}
+
+// noteRebuildLocked records how many runner VMs run while a build VM exists.
+func (w *world) noteRebuildLocked() {
+	build, runners := false, 0
+	for _, vm := range w.vms {
+		switch {
+		case strings.Contains(vm.name, "-build-"):
+			build = true
+		case vm.running && strings.HasPrefix(vm.name, testPrefix):
+			runners++
+		}
+	}
+	if build {
+		w.maxRunnersInRebuild = max(w.maxRunnersInRebuild, runners)
+	}
+}
+
+// ---- Images and HostKeys ----
+
+func (w *world) Exists(_ context.Context, name string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.vms[name]
+	return ok, nil
+}
+
+func (w *world) Remote(ref string) bool { return strings.Contains(ref, "/") }
+
+func (w *world) Pull(context.Context, string, io.Writer) (bool, error) {
+	if w.onPull != nil {
+		return false, w.onPull()
+	}
+	return false, nil
+}
+
+func (w *world) Rename(_ context.Context, from, to string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	vm, ok := w.vms[from]
+	if !ok {
+		return fmt.Errorf("rename: failed to rename a non-existent local VM: %s", from)
+	}
+	if _, ok := w.vms[to]; ok {
+		return fmt.Errorf("rename: target VM %s already exists", to)
+	}
+	delete(w.vms, from)
+	vm.name = to
+	w.vms[to] = vm
+	return nil
+}
+
+func (w *world) FreeBytes(context.Context) (uint64, error) { return w.free, nil }
+
+func (w *world) SizeBytes(context.Context, string) (uint64, error) { return 50 << 30, nil }
+
+func (w *world) CopyHostKey(from, to string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if k, ok := w.keys[from]; ok {
+		w.keys[to] = k
+	} else {
+		delete(w.keys, to)
+	}
+	return nil
+}
+
+func (w *world) content(name string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if vm, ok := w.vms[name]; ok {
+		return vm.content
+	}
+	return ""
 }
 
 func (w *world) Start(_ context.Context, _, _, command string, stdin io.Reader) error {
@@ -370,7 +519,12 @@ func (w *world) Start(_ context.Context, _, _, command string, stdin io.Reader) 
 	return nil
 }
 
-func (w *world) ForgetHostKey(string) error { return nil }
+func (w *world) ForgetHostKey(image string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.keys, image)
+	return nil
+}
 
 // ---- GitHub ----
 
@@ -544,10 +698,17 @@ func (w *world) count(status string) int {
 	return n
 }
 
+// vmCount counts Tarty's VMs (the images are VMs too, without the prefix).
 func (w *world) vmCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.vms)
+	n := 0
+	for name := range w.vms {
+		if strings.HasPrefix(name, testPrefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func (w *world) hasVM(name string) bool {
