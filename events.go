@@ -86,3 +86,18 @@ type Runner struct {
 	Online bool // status "online"
 	Busy   bool // running a job right now
 }
+
+// Capacity is what a backend can run right now.
+type Capacity struct {
+	// Slots is how many of Tarty's VMs may run at once (Tarty's own running
+	// VMs included, foreign ones excluded), before runners.max.
+	Slots int
+	// Foreign names the VMs that are not Tarty's but count against the limit.
+	Foreign []string
+}
+
+// VM is one of a VM backend's VMs.
+type VM struct {
+	Name    string
+	Running bool
+}

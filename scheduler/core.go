@@ -27,7 +27,7 @@ type core struct {
 	finished map[int64]finishMark // jobs seen in_progress or completed: never demand again
 	removals map[int64]*removal   // runner registrations still to delete
 
-	capacity    Capacity
+	capacity    tarty.Capacity
 	recovered   bool // start-up recovery done: before it, nothing launches
 	draining    bool // shutting down: launch nothing, tear down what has no job
 	launchAt    time.Time
@@ -159,7 +159,7 @@ func newCore(opts Options, log zerolog.Logger, obs observer) *core {
 		jobs:        map[int64]*job{},
 		finished:    map[int64]finishMark{},
 		removals:    map[int64]*removal{},
-		capacity:    Capacity{Slots: opts.Max},
+		capacity:    tarty.Capacity{Slots: opts.Max},
 		launchBoff:  newBackoff(launchBackoffFirst, launchBackoffMax),
 		degradeBoff: newBackoff(degradedBackoffFrst, degradedBackoffMax),
 		rebuild:     rebuildState{slot: -1},
@@ -400,7 +400,7 @@ func (c *core) pruneFinished(now time.Time) {
 type launchFailure struct {
 	stage    string // create, boot, address, ssh, register, start, boot_timeout
 	err      error
-	capacity *Capacity // re-read after the two-VM-limit error
+	capacity *tarty.Capacity // re-read after the two-VM-limit error
 }
 
 func (c *core) onLaunched(now time.Time, i int, vm string, runnerID int64) {

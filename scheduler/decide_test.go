@@ -119,7 +119,7 @@ func TestDecide(t *testing.T) {
 			[]Action{launch(0, "00000001"), launch(1, "00000002")}},
 		{"a foreign VM leaves one slot", coreWith(2, 0, func(c *core) {
 			queue(c, 1, 2, 3)
-			c.capacity = Capacity{Slots: 1, Foreign: []string{"other"}}
+			c.capacity = tarty.Capacity{Slots: 1, Foreign: []string{"other"}}
 		}), []Action{launch(0, "00000001")}},
 		{"runners.max caps", coreWith(1, 0, func(c *core) { queue(c, 1, 2) }), []Action{launch(0, "00000001")}},
 		{"an idle runner covers the job", coreWith(2, 0, func(c *core) {

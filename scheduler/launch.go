@@ -56,7 +56,7 @@ func (s *Scheduler) launch(ctx context.Context, slot int, vm string) {
 		// The next sweep deletes it: it carries the prefix and no slot has it.
 		log.Warn().Err(derr).Msg("deleting the VM of a failed launch")
 	}
-	var capacity *Capacity
+	var capacity *tarty.Capacity
 	if tarty.IsVMLimit(err) {
 		if c, cerr := s.backend.Capacity(cctx); cerr == nil {
 			capacity = &c

@@ -20,9 +20,9 @@ type Backend interface {
 	// Capacity reports how many VMs Tarty may run at once right now, before
 	// runners.max is applied: for local tart, Apple's two macOS VMs minus the
 	// foreign macOS VMs running (those without Tarty's prefix).
-	Capacity(ctx context.Context) (Capacity, error)
+	Capacity(ctx context.Context) (tarty.Capacity, error)
 	// VMs lists the backend's VMs whose names start with prefix.
-	VMs(ctx context.Context, prefix string) ([]VM, error)
+	VMs(ctx context.Context, prefix string) ([]tarty.VM, error)
 	// Create makes VM name from image, ready to boot: for local tart, clone
 	// plus a random MAC address (and CPU and memory when configured).
 	Create(ctx context.Context, image, name string) error
@@ -40,21 +40,6 @@ type Backend interface {
 	Stop(ctx context.Context, name string) error
 	// Delete removes VM name; a missing one is not an error.
 	Delete(ctx context.Context, name string) error
-}
-
-// Capacity is what a backend can run right now.
-type Capacity struct {
-	// Slots is how many of Tarty's VMs may run at once (Tarty's own running
-	// VMs included, foreign ones excluded), before runners.max.
-	Slots int
-	// Foreign names the VMs that are not Tarty's but count against the limit.
-	Foreign []string
-}
-
-// VM is one of the backend's VMs.
-type VM struct {
-	Name    string
-	Running bool
 }
 
 // Guest runs commands in a booted VM over SSH. sshexec implements it. image names

@@ -121,7 +121,7 @@ func (s *Scheduler) checkVMs(base context.Context) {
 // sweep applies a VM listing: adopted VMs that stopped are torn down, and a
 // VM with Tarty's prefix that no slot holds (left by a launch whose clean-up
 // failed) is deleted. Runs in the owner goroutine.
-func (s *Scheduler) sweep(now time.Time, vms []VM) {
+func (s *Scheduler) sweep(now time.Time, vms []tarty.VM) {
 	if !s.core.recovered {
 		return // the start-up recovery decides about every VM first
 	}

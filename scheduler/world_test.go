@@ -183,23 +183,23 @@ func (w *world) runningLocked() int {
 	return n
 }
 
-func (w *world) Capacity(context.Context) (Capacity, error) {
+func (w *world) Capacity(context.Context) (tarty.Capacity, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var foreign []string
 	for i := 0; i < w.foreign; i++ {
 		foreign = append(foreign, "foreign-"+strconv.Itoa(i))
 	}
-	return Capacity{Slots: w.hostLimit - w.foreign, Foreign: foreign}, nil
+	return tarty.Capacity{Slots: w.hostLimit - w.foreign, Foreign: foreign}, nil
 }
 
-func (w *world) VMs(_ context.Context, prefix string) ([]VM, error) {
+func (w *world) VMs(_ context.Context, prefix string) ([]tarty.VM, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []VM
+	var out []tarty.VM
 	for _, vm := range w.vms {
 		if strings.HasPrefix(vm.name, prefix) {
-			out = append(out, VM{Name: vm.name, Running: vm.running})
+			out = append(out, tarty.VM{Name: vm.name, Running: vm.running})
 		}
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
