@@ -11,6 +11,10 @@ import (
 )
 
 func (s *Server) postJIT(w http.ResponseWriter, r *http.Request) {
+	if v := s.cfg.EnterpriseVersion; v != "" && versionBefore(v, 3, 10) {
+		writeError(w, http.StatusNotFound, "Not Found") // the endpoint came with GHES 3.10
+		return
+	}
 	var raw map[string]json.RawMessage
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&raw); err != nil {
 		writeError(w, http.StatusBadRequest, "Problems parsing JSON")
@@ -88,9 +92,6 @@ func (s *Server) postJIT(w http.ResponseWriter, r *http.Request) {
 // organisation, repository or group is set up (0 when it accepts); the
 // caller holds s.mu.
 func (s *Server) jitRefusal(scope string, gid int64) (int, string) {
-	if v := s.cfg.EnterpriseVersion; v != "" && versionBefore(v, 3, 10) {
-		return http.StatusNotFound, "Not Found" // the endpoint does not exist yet
-	}
 	if s.st.actionsDisabled[""] {
 		return http.StatusConflict, "GitHub Actions is disabled on this organization."
 	}

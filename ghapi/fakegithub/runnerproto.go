@@ -108,7 +108,7 @@ type AssignedJob struct {
 type protoRequest struct {
 	JITConfig   string `json:"jitconfig"`
 	Session     string `json:"session"`
-	WaitSeconds int    `json:"wait_seconds"`
+	WaitSeconds float64 `json:"wait_seconds"`
 	JobID       int64  `json:"job_id"`
 	Conclusion  string `json:"conclusion"`
 }
@@ -183,7 +183,7 @@ func (s *Server) sessionRunner(session string) (*Runner, int, string) {
 }
 
 func (s *Server) runnerAcquire(w http.ResponseWriter, r *http.Request, req protoRequest) {
-	wait := time.Duration(min(max(req.WaitSeconds, 0), 30)) * time.Second
+	wait := time.Duration(min(max(req.WaitSeconds, 0), 30) * float64(time.Second))
 	timer := time.NewTimer(wait) // real time: how long this request may stay open
 	defer timer.Stop()
 	for {
