@@ -106,11 +106,11 @@ type AssignedJob struct {
 }
 
 type protoRequest struct {
-	JITConfig   string `json:"jitconfig"`
-	Session     string `json:"session"`
+	JITConfig   string  `json:"jitconfig"`
+	Session     string  `json:"session"`
 	WaitSeconds float64 `json:"wait_seconds"`
-	JobID       int64  `json:"job_id"`
-	Conclusion  string `json:"conclusion"`
+	JobID       int64   `json:"job_id"`
+	Conclusion  string  `json:"conclusion"`
 }
 
 func (s *Server) serveRunnerProtocol(w http.ResponseWriter, r *http.Request) {

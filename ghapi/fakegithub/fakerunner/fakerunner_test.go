@@ -205,7 +205,9 @@ func TestIdleAndDeletedWhileListening(t *testing.T) {
 	enc = w.jit(t, "tarty-deleted")
 	var out2, err2 bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- fakerunner.Main(nil, env(map[string]string{fakerunner.EnvJITConfig: enc}), &out2, &err2) }()
+	go func() {
+		done <- fakerunner.Main(nil, env(map[string]string{fakerunner.EnvJITConfig: enc}), &out2, &err2)
+	}()
 	// Once it is online (connected), remove its registration.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
