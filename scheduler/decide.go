@@ -134,7 +134,7 @@ func decide(now time.Time, c *core) []Action {
 	// Launches: desired runners = min(capacity, queued + warm), counting the
 	// ones booting or listening. None while draining, while the rebuild holds
 	// launches for its promote, during a backoff, or before start-up recovery.
-	if !c.draining && !c.rebuild.hold && c.recovered && !now.Before(c.launchAt) {
+	if !c.draining && !c.rebuild.hold && c.recovered && !c.opts.RebuildOnly && !now.Before(c.launchAt) {
 		if c.rebuild.wanted && c.rebuild.slot < 0 {
 			usable-- // the first slot to free is the rebuild's
 		}
@@ -174,7 +174,7 @@ func decide(now time.Time, c *core) []Action {
 	for _, id := range ids {
 		acts = append(acts, Action{Kind: ActRemoveRunner, RunnerID: id, VM: c.removals[id].name})
 	}
-	if !c.polling && !c.draining && !now.Before(c.nextPoll) {
+	if !c.polling && !c.draining && !c.opts.RebuildOnly && !now.Before(c.nextPoll) {
 		acts = append(acts, Action{Kind: ActPoll})
 	}
 	if !c.checking && !c.draining && c.hasAdopted() && !now.Before(c.nextCheck) {
@@ -311,7 +311,7 @@ func (c *core) nextDeadline(now time.Time) time.Time {
 			consider(r.nextAt)
 		}
 	}
-	if !c.polling {
+	if !c.polling && !c.opts.RebuildOnly {
 		consider(c.nextPoll)
 	}
 	if !c.checking && c.hasAdopted() {

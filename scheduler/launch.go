@@ -120,7 +120,7 @@ func (s *Scheduler) bringUp(ctx context.Context, vm string, w *vmWatch) (stage s
 	runnerID = id
 	// The JIT config travels on the SSH session's stdin only; the guest hands
 	// it to run.sh as ACTIONS_RUNNER_INPUT_JITCONFIG.
-	if err := s.guest.Start(ctx, image, addr, runnerCommand(s.opts.WorkDir, s.opts.ShutdownCommand), strings.NewReader(config)); err != nil {
+	if err := s.guest.Start(ctx, image, addr, runnerCommand(vm, s.opts.WorkDir, s.opts.ShutdownCommand), strings.NewReader(config)); err != nil {
 		return fail("start", err)
 	}
 	return "", runnerID, nil
@@ -152,9 +152,12 @@ func (s *Scheduler) address(ctx context.Context, vm string) (string, error) {
 // runnerCommand is what the guest runs, detached: the runner with its JIT
 // config from stdin in ACTIONS_RUNNER_INPUT_JITCONFIG (the runner reads no
 // stdin and removes the variable from its environment), then the power-off.
-// The config never appears in a command line.
-func runnerCommand(workDir, shutdown string) string {
-	return "cd " + shellPath(workDir) + ` && ACTIONS_RUNNER_INPUT_JITCONFIG="$(cat)" ./run.sh; ` + shutdown
+// The config never appears in a command line. TARTY_RUNNER_NAME (the VM's and
+// the runner's name, not a secret) is there for the image's own scripts and
+// the shutdown command.
+func runnerCommand(name, workDir, shutdown string) string {
+	return "export TARTY_RUNNER_NAME=" + shQuote(name) + "; cd " + shellPath(workDir) +
+		` && ACTIONS_RUNNER_INPUT_JITCONFIG="$(cat)" ./run.sh; ` + shutdown
 }
 
 // shellPath quotes a guest path for the shell, expanding a leading ~/.

@@ -60,6 +60,9 @@ type Options struct {
 
 	// Rebuild configures the nightly rebuild.
 	Rebuild RebuildOptions
+	// RebuildOnly runs no runners and polls nothing: `tarty rebuild` and
+	// `tarty rollback` with no daemon use the loop only for its budget.
+	RebuildOnly bool
 
 	// Now is the clock; time.Now when nil. Timers use the time package, so a
 	// testing/synctest bubble simulates both.

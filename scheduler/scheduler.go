@@ -108,7 +108,7 @@ func New(opts Options, deps Deps) (*Scheduler, error) {
 	}
 	s.rateRemaining.Store(-1)
 	s.core = newCore(opts, s.log, met.observer())
-	if s.images != nil && s.hostKeys != nil && opts.Rebuild.Enabled {
+	if s.images != nil && s.hostKeys != nil && opts.Rebuild.Enabled && !opts.RebuildOnly {
 		s.core.rebuild.enabled = true
 		s.core.rebuild.nextAt = nextRebuild(opts.Now(), opts.Rebuild.Hour, opts.Rebuild.Location)
 	}

@@ -34,10 +34,21 @@ type invocation struct {
 	stdout, stderr io.Writer
 	configPath     string
 	args           []string // positional arguments left after flags
+	json           bool     // status --json
+	dryRun         bool     // reconcile --dry-run
 }
 
 func commands() map[string]*command {
 	list := []*command{
+		{name: "run", summary: "the daemon: serve webhooks, run runner VMs, poll, rebuild nightly", run: cmdRun},
+		{name: "status", summary: "ask the daemon: slots, VMs, queued jobs and why they wait, the nightly rebuild", run: cmdStatus,
+			flags: func(fs *flag.FlagSet, inv *invocation) { fs.BoolVar(&inv.json, "json", false, "print JSON") }},
+		{name: "reconcile", summary: "ask the daemon to sync with GitHub now; with no daemon, a one-shot sync", run: cmdReconcile,
+			flags: func(fs *flag.FlagSet, inv *invocation) {
+				fs.BoolVar(&inv.dryRun, "dry-run", false, "with no daemon: show what the one-shot sync would do")
+			}},
+		{name: "rebuild", summary: "rebuild the runner image now (inside the budget); with no daemon, directly", run: cmdRebuild},
+		{name: "rollback", summary: "restore <images.runner>-previous as the runner image", run: cmdRollback},
 		{name: "validate", summary: "load and check the config; print every problem; no side effects", run: cmdValidate},
 		{name: "version", summary: "print version, commit and Go version", run: cmdVersion},
 		{name: "help", args: "[COMMAND]", summary: "show this help, or a command's", run: nil},

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/tartyci/tarty"
+	"github.com/tartyci/tarty/admin"
+	"github.com/tartyci/tarty/config"
+	"github.com/tartyci/tarty/ghapi"
+	"github.com/tartyci/tarty/scheduler"
+	"github.com/tartyci/tarty/sshexec"
+	"github.com/tartyci/tarty/tartvm"
+	"github.com/tartyci/tarty/webhook"
+)
+
+// eventQueue is how many job events may wait for the scheduler; beyond it
+// the webhook answers 503 and the poller finds the job.
+const eventQueue = 1024
+
+// daemon is everything `tarty run` wires together.
+type daemon struct {
+	cfg     *config.Config
+	log     zerolog.Logger
+	reg     *prometheus.Registry
+	tart    *tartvm.Client
+	backend *tartvm.Backend
+	gh    *ghapi.Client
+	sched *scheduler.Scheduler
+	hook  *webhook.Server
+	admin *admin.Server
+}
+
+// statePaths are Tarty's own files under state_dir.
+type statePaths struct {
+	dir        string
+	knownHosts string
+	tartLogs   string
+}
+
+func prepareState(dir string) (statePaths, error) {
+	p := statePaths{dir: dir, knownHosts: filepath.Join(dir, "known_hosts"), tartLogs: filepath.Join(dir, "tart-logs")}
+	for _, d := range []string{p.dir, p.tartLogs} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return p, fmt.Errorf("state directory: %w", err)
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return p, fmt.Errorf("state directory: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// daemonMode says what the parts are built for.
+type daemonMode int
+
+const (
+	modeRun         daemonMode = iota // `tarty run`
+	modeRebuildOnly                   // `tarty rebuild`/`rollback` with no daemon: no runners, no listeners
+)
+
+// newDaemon builds every part from the config; it starts nothing.
+func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daemonMode) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	paths, err := prepareState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	prefix := cfg.Runners.NamePrefix
+
+	d.tart = tartvm.New(tartvm.Options{Path: cfg.Tart.Path, Home: cfg.Tart.Home, LogDir: paths.tartLogs, Logger: log})
+	d.backend = tartvm.NewBackend(d.tart, tartvm.BackendOptions{
+		Prefix: prefix, CPU: cfg.Runners.CPU, MemoryMB: cfg.Runners.MemoryMB, Softnet: cfg.Runners.Softnet, Logger: log,
+	})
+
+	guest, err := sshexec.New(sshexec.Options{
+		User: cfg.SSH.User, Port: cfg.SSH.Port, KeyFile: cfg.SSH.KeyFile, Password: cfg.SSH.Password.Reveal(),
+		Client: cfg.SSH.Client, ConnectTimeout: cfg.SSH.ConnectTimeout, KnownHostsFile: paths.knownHosts, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	ghOpts := ghapi.Options{
+		BaseURL: cfg.GitHub.URL, Organization: cfg.GitHub.Organization, Repository: cfg.GitHub.Repository,
+		RunnerGroup: cfg.GitHub.RunnerGroup, Labels: cfg.GitHub.Labels, UserAgent: "tarty/" + version, Logger: log,
+		OnRateLimit: func(n int) {
+			if d.sched != nil {
+				d.sched.ObserveRateLimit(n)
+			}
+		},
+	}
+	if cfg.GitHub.App.Enabled() {
+		ghOpts.App = &ghapi.App{ID: cfg.GitHub.App.ID, InstallationID: cfg.GitHub.App.InstallationID,
+			PrivateKey: []byte(cfg.GitHub.App.PrivateKey.Reveal())}
+	} else {
+		ghOpts.Token = cfg.GitHub.Token.Reveal()
+	}
+	if d.gh, err = ghapi.New(ghOpts); err != nil {
+		return nil, err
+	}
+
+	events := make(chan tarty.JobEvent, eventQueue)
+	d.sched, err = scheduler.New(scheduler.Options{
+		Prefix: prefix, Image: cfg.Images.Runner, Labels: cfg.GitHub.Labels,
+		Max: cfg.Runners.Max, Warm: cfg.Runners.Warm,
+		BootTimeout: cfg.Runners.BootTimeout, IdleTimeout: cfg.Runners.IdleTimeout, MaxLifetime: cfg.Runners.MaxLifetime,
+		WorkDir: cfg.Runners.WorkDir, ShutdownCommand: cfg.Runners.ShutdownCommand,
+		ReconcileInterval: cfg.Reconcile.Interval,
+		Rebuild: scheduler.RebuildOptions{
+			Enabled: cfg.Rebuild.Enabled, Base: cfg.Images.Base, Command: cfg.Rebuild.Command,
+			VerifyCommand: cfg.Rebuild.VerifyCommand, Hour: cfg.Rebuild.Hour, Timeout: cfg.Rebuild.Timeout,
+		},
+		RebuildOnly: mode == modeRebuildOnly,
+	}, scheduler.Deps{Backend: d.backend, Guest: guest, Runners: d.gh, Jobs: d.gh, Events: events,
+		Images: tartvm.NewImages(d.tart), HostKeys: guest, Registerer: d.reg, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if mode == modeRebuildOnly {
+		return d, nil
+	}
+
+	d.hook, err = webhook.New(webhook.Options{
+		Listen: cfg.Server.Listen, Path: cfg.Server.WebhookPath, Secret: []byte(cfg.GitHub.WebhookSecret.Reveal()),
+		Organization: cfg.GitHub.Organization, Repository: cfg.GitHub.Repository,
+		Matcher: tarty.NewLabelMatcher(cfg.GitHub.Labels), RunnerPrefix: prefix, Events: events,
+		Serves: d.gh.Serves, Registerer: d.reg, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.admin, err = admin.New(admin.Options{Listen: cfg.Server.AdminListen, Daemon: d.sched, Controls: d.sched,
+		Gatherer: d.reg, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// checkTart refuses a tart that is missing or older than every flag Tarty uses.
+func (d *daemon) checkTart(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := d.tart.CheckVersion(ctx)
+	if err != nil {
+		return err
+	}
+	d.log.Info().Str("tart_version", v).Str("tart", d.cfg.Tart.Path).Msg("tart found")
+	return nil
+}
+
+// run serves until ctx is done, then stops in order: the webhook first (no
+// new work), then the scheduler's drain, then the admin listener.
+func (d *daemon) run(ctx context.Context) error {
+	if err := d.checkTart(ctx); err != nil {
+		return err
+	}
+	base := context.WithoutCancel(ctx)
+	hookCtx, stopHook := context.WithCancel(base)
+	schedCtx, stopSched := context.WithCancel(base)
+	adminCtx, stopAdmin := context.WithCancel(base)
+	defer stopHook()
+	defer stopSched()
+	defer stopAdmin()
+
+	hookDone := make(chan error, 1)
+	schedDone := make(chan error, 1)
+	adminDone := make(chan error, 1)
+	go func() { hookDone <- d.hook.Run(hookCtx) }()
+	go func() { adminDone <- d.admin.Run(adminCtx) }()
+
+	// Both listeners must be up before the scheduler starts acting.
+	for _, l := range []struct {
+		ready <-chan struct{}
+		done  chan error
+	}{{d.hook.Ready(), hookDone}, {d.admin.Ready(), adminDone}} {
+		select {
+		case <-l.ready:
+		case err := <-l.done:
+			return errors.Join(err, d.stopListeners(stopHook, hookDone, stopAdmin, adminDone))
+		}
+	}
+	go func() { schedDone <- d.sched.Run(schedCtx) }()
+	d.log.Info().Str("webhook", d.hook.Addr().String()).Str("admin", d.admin.Addr().String()).
+		Str("prefix", d.cfg.Runners.NamePrefix).Int("max", d.cfg.Runners.Max).Msg("tarty running")
+
+	var failed error
+	select {
+	case <-ctx.Done():
+		d.log.Info().Msg("signal received: stopping (a second signal exits at once)")
+	case err := <-hookDone:
+		failed = fmt.Errorf("webhook listener stopped: %w", err)
+		hookDone <- nil
+	case err := <-adminDone:
+		failed = fmt.Errorf("admin listener stopped: %w", err)
+		adminDone <- nil
+	case err := <-schedDone:
+		failed = fmt.Errorf("scheduler stopped: %w", err)
+		schedDone <- nil
+	}
+	stopHook()
+	hookErr := <-hookDone
+	stopSched()
+	schedErr := <-schedDone
+	stopAdmin()
+	adminErr := <-adminDone
+	if failed != nil {
+		return failed
+	}
+	return errors.Join(hookErr, schedErr, adminErr)
+}
+
+func (d *daemon) stopListeners(stopHook context.CancelFunc, hookDone chan error, stopAdmin context.CancelFunc, adminDone chan error) error {
+	stopHook()
+	stopAdmin()
+	return errors.Join(<-hookDone, <-adminDone)
+}
+
+func cmdRun(ctx context.Context, inv *invocation) int {
+	cfg, code := loadConfig(inv)
+	if cfg == nil {
+		return code
+	}
+	log := newLogger(cfg.Log, inv.stderr)
+	ver, _ := buildVersion()
+	d, err := newDaemon(cfg, log, ver, modeRun)
+	if err != nil {
+		log.Error().Err(err).Msg("tarty cannot start")
+		return exitFailure
+	}
+	if err := d.run(ctx); err != nil {
+		log.Error().Err(err).Msg("tarty stopped with an error")
+		return exitFailure
+	}
+	log.Info().Msg("tarty stopped")
+	return exitOK
+}
