@@ -283,18 +283,19 @@ var errNoReadSlot = errors.New("no read slot free")
 
 // readBody reads the body, at most MaxBodyBytes (errTooLarge beyond), and
 // returns it. Memory follows what arrives, never what is declared: the first
-// bytes are awaited without a buffer or a read slot, then a pooled buffer
+// byte is awaited without a buffer or a read slot, then a pooled buffer
 // (stored in *buf) grows from at most initialBodyBuf as the rest comes in,
 // while one of MaxConcurrentReads slots is held (errNoReadSlot when none frees
 // within ReadSlotTimeout). So clients that declare 5 MiB and send nothing cost
-// a few hundred bytes each, and all clients together at most
-// MaxConcurrentReads bodies.
+// no body buffer at all, and all clients together at most MaxConcurrentReads
+// bodies.
 func (s *Server) readBody(r *http.Request, buf **bytes.Buffer) ([]byte, error) {
 	if r.ContentLength > MaxBodyBytes {
 		return nil, errTooLarge
 	}
-	// The first bytes are awaited with no buffer and no slot held.
-	var first [512]byte
+	// The first byte is awaited with no buffer and no slot held (the rest of
+	// what arrived stays in net/http's connection buffer).
+	var first [1]byte
 	n, err := r.Body.Read(first[:])
 	for n == 0 && err == nil {
 		n, err = r.Body.Read(first[:])
