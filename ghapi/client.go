@@ -30,7 +30,7 @@ const (
 	groupCacheTTL      = 10 * time.Minute
 	pollWindow         = 24 * time.Hour // GitHub fails a job queued longer than this
 	httpTimeout        = 60 * time.Second
-	etagMaxEntries     = 2048
+	etagMaxEntries     = 8192 // six or so URLs per repository: 500 repositories fit
 	etagMaxBytes       = 32 << 20
 )
 
