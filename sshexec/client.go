@@ -81,6 +81,10 @@ type Client struct {
 	log   zerolog.Logger
 	t     transport
 	other []func(image string) error // the other client's store, also cleared by ForgetHostKey
+
+	// Both clients' stores, whichever runs: CopyHostKey keeps them alike.
+	store *hostKeyStore
+	oh    opensshKnownHosts
 }
 
 // New checks opts, applies defaults and builds the chosen client.
@@ -112,6 +116,7 @@ func New(opts Options) (*Client, error) {
 	c := &Client{opts: opts, log: opts.Logger.With().Str("component", "sshexec").Str("client", opts.Client).Logger()}
 	store := newHostKeyStore(opts.KnownHostsFile, c.log)
 	oh := opensshKnownHosts{dir: opensshKnownHostsDir(opts.KnownHostsFile)}
+	c.store, c.oh = store, oh
 	switch opts.Client {
 	case ClientNative:
 		n, err := newNative(opts, store, c.log)
@@ -175,6 +180,23 @@ func (c *Client) ForgetHostKey(image string) error {
 // would split its line, a leading '#' would make the line a comment (read back
 // as no key, so any key would be trusted again), and a leading '-' is never a
 // tart image (tart would read it as a flag).
+// CopyHostKey makes image to trust exactly what image from trusts (nothing,
+// if from has no key), in both clients' stores: the trusted key follows an
+// image when the nightly rebuild promotes a build or rolls it back.
+func (c *Client) CopyHostKey(from, to string) error {
+	if err := errors.Join(checkImage(from), checkImage(to)); err != nil {
+		return err
+	}
+	if from == to {
+		return nil
+	}
+	if err := errors.Join(c.store.copy(from, to), c.oh.copy(from, to)); err != nil {
+		return fmt.Errorf("copy host key of image %q to %q: %w", from, to, err)
+	}
+	c.log.Info().Str("from", from).Str("to", to).Msg("copied trusted ssh host key")
+	return nil
+}
+
 func checkImage(image string) error {
 	if image == "" || strings.ContainsAny(image, " \t\r\n") || strings.HasPrefix(image, "#") || strings.HasPrefix(image, "-") {
 		return fmt.Errorf("sshexec: invalid image name %q", image)

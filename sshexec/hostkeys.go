@@ -219,6 +219,30 @@ func (s *hostKeyStore) forget(image string) error {
 	return s.save(keys)
 }
 
+// copy makes to trust what from trusts (nothing when from has no key).
+func (s *hostKeyStore) copy(from, to string) error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	keys, err := s.load()
+	if err != nil {
+		return err
+	}
+	k, ok := keys[from]
+	old, had := keys[to]
+	switch {
+	case ok && had && bytes.Equal(k.Marshal(), old.Marshal()), !ok && !had:
+		return nil
+	case ok:
+		keys[to] = k
+	default:
+		delete(keys, to)
+	}
+	return s.save(keys)
+}
+
 // callback is the HostKeyCallback for a connection to image.
 func (s *hostKeyStore) callback(image string) ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {

@@ -1,9 +1,12 @@
 package sshexec
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,5 +147,62 @@ func TestImageNamesTheStoreCannotHold(t *testing.T) {
 	}
 	if err := s.check("img#1", "h", newPub(t)); err != nil {
 		t.Errorf("'#' inside a name is fine: %v", err)
+	}
+}
+
+// TestCopyHostKey: the trusted key follows an image on promote and rollback,
+// in both clients' stores.
+func TestCopyHostKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "known_hosts")
+	c, err := New(Options{User: "admin", Password: "admin", KnownHostsFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newPub(t)
+	if err := c.store.check("build", "10.0.0.1:22", k); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.oh.ensureDir(); err != nil {
+		t.Fatal(err)
+	}
+	// What ssh writes with HostKeyAlias and accept-new.
+	line := c.oh.alias("build") + " " + k.Type() + " " + base64.StdEncoding.EncodeToString(k.Marshal()) + "\n"
+	if err := os.WriteFile(c.oh.file("build"), []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := c.CopyHostKey("build", "runner"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.store.check("runner", "10.0.0.2:22", k); err != nil {
+		t.Errorf("native store after copy: %v", err)
+	}
+	if err := c.store.check("runner", "10.0.0.2:22", newPub(t)); !errors.As(err, new(*HostKeyError)) {
+		t.Errorf("native store trusts another key after copy: %v", err)
+	}
+	b, err := os.ReadFile(c.oh.file("runner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hosts, key, _, _, err := ssh.ParseKnownHosts(b)
+	if err != nil || len(hosts) != 1 || hosts[0] != c.oh.alias("runner") || !bytes.Equal(key.Marshal(), k.Marshal()) {
+		t.Errorf("openssh file after copy: %q (%v)", b, err)
+	}
+	if fi, err := os.Stat(c.oh.file("runner")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("openssh file mode: %v, %v", fi.Mode(), err)
+	}
+
+	// Copying from an image with no key leaves the target trusting nothing.
+	if err := c.CopyHostKey("never-used", "runner"); err != nil {
+		t.Fatal(err)
+	}
+	if algos, _ := c.store.algorithms("runner"); algos != nil {
+		t.Errorf("native store still trusts a key for runner: %v", algos)
+	}
+	if _, err := os.Stat(c.oh.file("runner")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("openssh file for runner left: %v", err)
+	}
+	if c.CopyHostKey("#x", "runner") == nil || c.CopyHostKey("build", "-x") == nil {
+		t.Error("invalid image names accepted")
 	}
 }

@@ -1,15 +1,19 @@
 package sshexec
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // opensshKnownHosts keeps one known_hosts file per image for the openssh
@@ -52,6 +56,34 @@ func (k opensshKnownHosts) forget(image string) error {
 		return nil
 	}
 	return err
+}
+
+// copy makes to trust what from trusts: from's keys, under to's alias, in a
+// file replaced atomically; no file for from removes to's.
+func (k opensshKnownHosts) copy(from, to string) error {
+	b, err := os.ReadFile(k.file(from))
+	if errors.Is(err, fs.ErrNotExist) {
+		return k.forget(to)
+	}
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	for len(b) > 0 {
+		_, _, key, _, rest, err := ssh.ParseKnownHosts(b)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", k.file(from), err)
+		}
+		out.WriteString(knownhosts.Line([]string{k.alias(to)}, key) + "\n")
+		b = rest
+	}
+	if err := k.ensureDir(); err != nil {
+		return err
+	}
+	return writeFileAtomic(k.file(to), out.Bytes())
 }
 
 // fingerprints lists the SHA256 fingerprints trusted for image.

@@ -359,3 +359,38 @@ func killPidFile(pidFile string) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
+
+// TestCopyHostKeyWithRealSSH: after a rebuild promotes the build VM's image,
+// the runner image trusts the key the build presented, for both clients, and
+// a guest with another key is refused under the runner's name.
+func TestCopyHostKeyWithRealSSH(t *testing.T) {
+	for _, kind := range clientKinds {
+		t.Run(kind, func(t *testing.T) {
+			srv := sshdtest.Start(t)
+			s := newSetup(t, srv, kind)
+			c := s.client(t)
+			ctx := ctxT(t, 60*time.Second)
+			if err := c.Run(ctx, "build", "127.0.0.1", "true", nil, nil, nil); err != nil {
+				t.Fatalf("first use of build: %v", err)
+			}
+			if err := c.CopyHostKey("build", "runner"); err != nil {
+				t.Fatal(err)
+			}
+			srv.Stop()
+			srv.RotateHostKey()
+			srv.Start()
+			// The runner image now trusts the build's (old) key: the rotated one is refused.
+			var hk *sshexec.HostKeyError
+			if err := c.Run(ctx, "runner", "127.0.0.1", "true", nil, nil, nil); !errors.As(err, &hk) {
+				t.Fatalf("runner with another key = %v, want HostKeyError", err)
+			}
+			// Copying from an image that trusts nothing makes the runner trust on first use again.
+			if err := c.CopyHostKey("never-used", "runner"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Run(ctx, "runner", "127.0.0.1", "true", nil, nil, nil); err != nil {
+				t.Fatalf("runner after copying nothing: %v", err)
+			}
+		})
+	}
+}

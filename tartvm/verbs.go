@@ -154,8 +154,14 @@ func (c *Client) Rename(ctx context.Context, name, newName string) error {
 // tart may prune other cached images to make room (TART_NO_AUTO_PRUNE in the
 // environment turns that off); check FreeDisk first.
 func (c *Client) Pull(ctx context.Context, ref string, progress io.Writer) error {
+	_, err := c.pull(ctx, ref, progress)
+	return err
+}
+
+// pull is Pull returning tart's output.
+func (c *Client) pull(ctx context.Context, ref string, progress io.Writer) ([]byte, error) {
 	if ref == "" || strings.HasPrefix(ref, "-") || strings.ContainsAny(ref, " \t\r\n") {
-		return fmt.Errorf("tart pull: invalid image reference %q", ref)
+		return nil, fmt.Errorf("tart pull: invalid image reference %q", ref)
 	}
 	var w io.Writer
 	if progress != nil {
@@ -163,9 +169,8 @@ func (c *Client) Pull(ctx context.Context, ref string, progress io.Writer) error
 	}
 	// CI makes tart print each progress update as a plain line instead of
 	// redrawing the last one with terminal escapes.
-	_, err := c.exec(ctx, call{verb: "pull", name: ref, args: []string{"pull", ref}, timeout: pullTimeout,
+	return c.exec(ctx, call{verb: "pull", name: ref, args: []string{"pull", ref}, timeout: pullTimeout,
 		env: []string{"CI=true"}, stdout: w})
-	return err
 }
 
 // lineWriter passes whole lines on, without terminal escape sequences or

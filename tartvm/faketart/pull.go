@@ -1,6 +1,7 @@
 package faketart
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -48,10 +49,12 @@ func (t *tart) pullOCI(ref string, dst vmDir) int {
 	if !ok || !src.initialized() {
 		return t.nsError(`UnexpectedHTTPStatusCode(when: "pulling manifest", code: 404, details: "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"manifest unknown\"}]}")`)
 	}
-	if dst.initialized() {
+	if dst.initialized() && sameImage(src, dst) {
 		fmt.Fprintf(t.stdout, "%s image is already cached and linked!\n", ref)
 		return 0
 	}
+	// Not cached, or the tag now names another image (SeedRemote again):
+	// tart pulls the new digest and moves the tag to it.
 	var sigs chan os.Signal
 	if f.DelayMS > 0 { // only a slow pull can be interrupted, and only then is the process-wide handler needed
 		sigs = make(chan os.Signal, 1)
@@ -120,4 +123,12 @@ func registryDir(home, ref string) (vmDir, bool) {
 	}
 	rel := strings.TrimPrefix(string(d), filepath.Join(home, "cache", "OCIs"))
 	return vmDir(filepath.Join(home, registryRoot, rel)), true
+}
+
+// sameImage stands in for comparing manifest digests: the same configuration
+// (its MAC address is random per seed) and disk size.
+func sameImage(a, b vmDir) bool {
+	ca, err1 := os.ReadFile(a.config())
+	cb, err2 := os.ReadFile(b.config())
+	return err1 == nil && err2 == nil && bytes.Equal(ca, cb) && a.diskSize() == b.diskSize()
 }
