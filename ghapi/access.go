@@ -10,8 +10,8 @@ import (
 )
 
 // CheckAccess is `tarty doctor`'s GitHub check: the credentials work, the
-// organisation (and repository) is visible, runners in scope can be listed
-// and workflow runs can be read. Each failure names the permission to grant;
+// organisation (and repository) is visible, runners in scope can be listed,
+// the runner group exists, and workflow runs can be read. Each failure names the permission to grant;
 // several are joined. Creating and deleting runners needs write access that
 // cannot be tested without side effects, so the advice names read & write.
 func (c *Client) CheckAccess(ctx context.Context) error {
@@ -46,6 +46,13 @@ func (c *Client) CheckAccess(ctx context.Context) error {
 			problems = append(problems, denied(err, fmt.Sprintf(`cannot manage the self-hosted runners of %s/%s: grant the repository permission "Administration: read and write" (fine-grained token or App) or the classic scope repo; the token's user must be a repository admin`, c.org, c.repo)))
 		} else {
 			problems = append(problems, denied(err, fmt.Sprintf(`cannot manage the self-hosted runners of organization %s: grant the organization permission "Self-hosted runners: read and write" (fine-grained token or App; "Administration" is not enough) or the classic scope admin:org; the token's user must be an organization owner`, c.org)))
+		}
+	}
+
+	// The runner group must exist (organisation runners only).
+	if c.repo == "" {
+		if _, err := c.runnerGroup(ctx); err != nil {
+			problems = append(problems, err)
 		}
 	}
 

@@ -13,6 +13,7 @@ func TestCheckAccess(t *testing.T) {
 		name    string
 		repo    string
 		token   string // "" = the right one
+		group   string
 		org     string // "" = the fake's
 		deny    []string
 		want    []string // substrings of the error; none = success
@@ -33,6 +34,8 @@ func TestCheckAccess(t *testing.T) {
 			want: []string{"Self-hosted runners", "Actions: read"}},
 		{name: "repository not visible", repo: "app", deny: []string{"/repos/acme/app"},
 			want: []string{"repository acme/app is not visible", "Metadata: read"}},
+		{name: "no such runner group", group: "macs",
+			want: []string{"no such runner group (it has: Default)", "github.runner_group"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,7 +46,7 @@ func TestCheckAccess(t *testing.T) {
 				s.Inject(fakegithub.Fault{Path: p, Kind: fakegithub.Forbidden, Times: -1})
 			}
 			c := newTestClient(t, s, func(o *Options) {
-				o.Repository = tt.repo
+				o.Repository, o.RunnerGroup = tt.repo, tt.group
 				if tt.token != "" {
 					o.Token = tt.token
 				}

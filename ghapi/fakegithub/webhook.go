@@ -84,9 +84,18 @@ func newHooks(cfg Config, now func() time.Time) *hooks {
 	return h
 }
 
+// stop ends the sender; what was still queued is abandoned (and WaitWebhooks
+// no longer waits for it).
 func (h *hooks) stop() {
 	h.cancel()
 	<-h.stopped
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.queue = nil
+	if h.pending > 0 {
+		h.pending = 0
+		close(h.idle)
+	}
 }
 
 // push queues a delivery of body.
