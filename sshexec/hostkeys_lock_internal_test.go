@@ -111,3 +111,24 @@ func TestHostKeyStoreHelperProcess(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHostKeyCheck is the host-key check of every connection to a known
+// image: the cross-process lock, reading the store, comparing the key.
+func BenchmarkHostKeyCheck(b *testing.B) {
+	s := newHostKeyStore(filepath.Join(b.TempDir(), "known_hosts"), zeroLog())
+	k := newPub(b)
+	for i := range 20 { // a store with a few images
+		if err := s.check("image-"+strconv.Itoa(i), "h", newPub(b)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.check("runner", "h", k); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.check("runner", "10.0.0.1:22", k); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -420,3 +420,26 @@ func TestBackendAddress(t *testing.T) {
 		t.Errorf("Address(missing) = %v after %v", err, time.Since(start))
 	}
 }
+
+// BenchmarkBackendCapacity is one Capacity with a foreign macOS VM running,
+// its OS already cached: a single `tart list`, like BenchmarkListFake.
+func BenchmarkBackendCapacity(b *testing.B) {
+	env := tarttest.New(b)
+	for _, n := range []string{"foreign", prefix + "-a", prefix + "-b"} {
+		if err := faketart.SeedVM(env.Home, n, faketart.VMOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := tartvm.New(tartvm.Options{Path: env.Bin, Home: env.Home, LogDir: b.TempDir()})
+	ctx := context.Background()
+	if _, err := c.Run(ctx, "foreign"); err != nil {
+		b.Fatal(err)
+	}
+	env.WaitRunning("foreign", true, 10*time.Second)
+	be := tartvm.NewBackend(c, tartvm.BackendOptions{Prefix: prefix})
+	for b.Loop() {
+		if capa, err := be.Capacity(ctx); err != nil || capa.Slots != 1 {
+			b.Fatal(capa, err)
+		}
+	}
+}
