@@ -29,8 +29,8 @@ func newWriteGate(gap time.Duration, now func() time.Time, sleep func(context.Co
 }
 
 // do runs write when its turn comes and the gap since the previous write has
-// passed.
-func (g *writeGate) do(ctx context.Context, write func()) error {
+// passed, and returns write's error.
+func (g *writeGate) do(ctx context.Context, write func() error) error {
 	select {
 	case <-g.turn:
 	case <-ctx.Done():
@@ -45,8 +45,7 @@ func (g *writeGate) do(ctx context.Context, write func()) error {
 		}
 	}
 	g.last = g.now()
-	write()
-	return nil
+	return write()
 }
 
 // sleepCtx waits d or until ctx ends.
