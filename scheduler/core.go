@@ -50,6 +50,7 @@ type job struct {
 	ev        tarty.JobEvent // its latest queued or waiting event
 	waiting   bool           // parked: status waiting
 	firstSeen time.Time      // when Tarty first heard of it
+	lastSeen  time.Time      // when an event or a poll last said it waits
 }
 
 // finishMark records that a job was seen taken or finished, so a late or
@@ -225,16 +226,23 @@ func (c *core) onQueued(now time.Time, ev tarty.JobEvent) bool {
 	if _, done := c.finished[ev.JobID]; done {
 		return false // monotonic: never resurrected
 	}
-	if ev.Stale(now) || !c.match.Match(ev.Labels) {
+	j, known := c.jobs[ev.JobID]
+	// A webhook's queued event for a job created over 24 h ago is a replay
+	// (GitHub fails jobs queued that long), unless Tarty saw the job parked:
+	// an approval can come days later. The poller reads GitHub's state now,
+	// so what it finds queued is queued.
+	if ev.Source != tarty.SourcePoller && ev.Stale(now) && !(known && j.waiting) {
+		return false
+	}
+	if !c.match.Match(ev.Labels) {
 		return false
 	}
 	waiting := ev.Action == tarty.ActionWaiting || ev.Status == "waiting"
-	j, known := c.jobs[ev.JobID]
 	if !known {
 		j = &job{firstSeen: now}
 		c.jobs[ev.JobID] = j
 	}
-	j.ev, j.waiting = ev, waiting
+	j.ev, j.waiting, j.lastSeen = ev, waiting, now
 	if !known && !waiting && ev.Source == tarty.SourcePoller && c.obs.missedJob != nil {
 		c.obs.missedJob()
 	}
@@ -387,8 +395,8 @@ func (c *core) pruneFinished(now time.Time) {
 		}
 	}
 	for id, j := range c.jobs {
-		if j.ev.Stale(now) {
-			delete(c.jobs, id) // GitHub has failed it by now
+		if now.Sub(j.lastSeen) > tarty.StaleAfter {
+			delete(c.jobs, id) // nothing said it waits for a day: GitHub has failed it by now
 		}
 	}
 }

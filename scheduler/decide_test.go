@@ -268,13 +268,27 @@ func TestJobTransitionsAreMonotonic(t *testing.T) {
 	}
 	// Stale and foreign-label jobs never enter.
 	stale := ev
-	stale.JobID, stale.Action, stale.CreatedAt = 6, tarty.ActionQueued, t0.Add(-25*time.Hour)
+	stale.JobID, stale.Action, stale.Source, stale.CreatedAt = 6, tarty.ActionQueued, tarty.SourceWebhook, t0.Add(-25*time.Hour)
 	c.onJob(t0, stale)
 	other := ev
 	other.JobID, other.Action, other.Labels = 7, tarty.ActionQueued, []string{"self-hosted"}
 	c.onJob(t0, other)
 	if c.queued() != 0 {
 		t.Errorf("a stale or unmatched job became demand")
+	}
+	// A job parked for two days and then approved is demand; so is an old job
+	// the poller finds queued (GitHub's state now, not a replay).
+	parked := stale
+	parked.JobID, parked.Status, parked.CreatedAt = 8, "waiting", t0.Add(-47*time.Hour)
+	c.onJob(t0.Add(-47*time.Hour), parked)
+	parked.Status = "queued"
+	c.onJob(t0, parked)
+	polled := stale
+	polled.JobID, polled.Source = 9, tarty.SourcePoller
+	c.onJob(t0, polled)
+	c.pruneFinished(t0)
+	if c.queued() != 2 {
+		t.Errorf("queued = %d, want the approved job and the polled one", c.queued())
 	}
 }
 

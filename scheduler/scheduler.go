@@ -213,10 +213,6 @@ func (s *Scheduler) onJob(ev tarty.JobEvent) {
 	now := s.opts.Now()
 	log := s.log.With().Int64("job_id", ev.JobID).Int64("run_id", ev.RunID).Str("repo", ev.Repository).
 		Str("action", string(ev.Action)).Str("source", string(ev.Source)).Logger()
-	if ev.Action == tarty.ActionQueued && ev.Stale(now) {
-		log.Info().Time("created_at", ev.CreatedAt).Msg("stale queued event ignored (job created over 24 h ago)")
-		return
-	}
 	if s.core.onJob(now, ev) {
 		log.Info().Strs("labels", ev.Labels).Msg("job queued")
 	} else if ev.RunnerName != "" {
