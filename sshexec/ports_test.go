@@ -5,5 +5,8 @@ import (
 	"github.com/tartyci/tarty/sshexec"
 )
 
-// Both clients are one type, so one assertion covers them.
-var _ scheduler.Guest = (*sshexec.Client)(nil)
+// Both clients are one type, so one assertion per port covers them.
+var (
+	_ scheduler.Guest    = (*sshexec.Client)(nil)
+	_ scheduler.HostKeys = (*sshexec.Client)(nil)
+)

@@ -10,26 +10,13 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/tartyci/tarty"
 )
 
 // DefaultHostLimit is how many macOS VMs one Mac may run at once: Apple's
 // licence allows two, and Virtualization.framework enforces it.
 const DefaultHostLimit = 2
-
-// Capacity is what the host can run now (the scheduler's Capacity).
-type Capacity struct {
-	// Slots is how many of Tarty's VMs may run at once: HostLimit minus the
-	// foreign macOS VMs running.
-	Slots int
-	// Foreign names the running macOS VMs without Tarty's prefix.
-	Foreign []string
-}
-
-// BackendVM is one of the backend's VMs (the scheduler's VM).
-type BackendVM struct {
-	Name    string
-	Running bool
-}
 
 // BackendOptions configure a Backend.
 type BackendOptions struct {
@@ -46,7 +33,8 @@ type BackendOptions struct {
 	Logger    zerolog.Logger
 }
 
-// Backend runs Tarty's VMs with the local tart: the scheduler's Backend port.
+// Backend runs Tarty's VMs with the local tart: the scheduler's Backend port,
+// returning the shared tarty.Capacity and tarty.VM.
 // It knows the `tart run` processes it started, which is what makes tart's
 // races manageable: a `tart stop` that says "not running" while our `tart
 // run` is alive is retried, and an `ip` failure while it is alive is worth
@@ -118,13 +106,13 @@ func (b *Backend) run(name string) *VMRun {
 // Tarty's against HostLimit. A VM whose OS cannot be read counts as macOS:
 // over-counting only delays a runner, under-counting hits Apple's limit.
 // Linux guests do not count.
-func (b *Backend) Capacity(ctx context.Context) (Capacity, error) {
+func (b *Backend) Capacity(ctx context.Context) (tarty.Capacity, error) {
 	vms, err := b.c.List(ctx)
 	if err != nil {
-		return Capacity{}, err
+		return tarty.Capacity{}, err
 	}
 	foreign := b.runningMacOS(ctx, vms, func(name string) bool { return !b.ours(name) })
-	return Capacity{Slots: max(0, b.o.HostLimit-len(foreign)), Foreign: foreign}, nil
+	return tarty.Capacity{Slots: max(0, b.o.HostLimit-len(foreign)), Foreign: foreign}, nil
 }
 
 // runningMacOS returns the running local macOS VMs among vms for which keep
@@ -177,15 +165,15 @@ func (b *Backend) guestOS(ctx context.Context, name string) (os string, ok bool)
 }
 
 // VMs lists the local VMs whose names start with prefix.
-func (b *Backend) VMs(ctx context.Context, prefix string) ([]BackendVM, error) {
+func (b *Backend) VMs(ctx context.Context, prefix string) ([]tarty.VM, error) {
 	vms, err := b.c.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []BackendVM
+	var out []tarty.VM
 	for _, vm := range vms {
 		if vm.Local() && strings.HasPrefix(vm.Name, prefix) {
-			out = append(out, BackendVM{Name: vm.Name, Running: vm.State == "running"})
+			out = append(out, tarty.VM{Name: vm.Name, Running: vm.State == "running"})
 		}
 	}
 	return out, nil

@@ -118,7 +118,7 @@ func TestBackendVMs(t *testing.T) {
 	}
 	env.WaitRunning(prefix+"-b", true, 10*time.Second)
 	vms, err := b.VMs(ctx, prefix)
-	want := []tartvm.BackendVM{{Name: prefix + "-a"}, {Name: prefix + "-b", Running: true}}
+	want := []tarty.VM{{Name: prefix + "-a"}, {Name: prefix + "-b", Running: true}}
 	if err != nil || !slices.Equal(vms, want) {
 		t.Errorf("VMs = %+v, %v; want %+v", vms, err, want)
 	}

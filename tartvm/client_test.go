@@ -357,7 +357,7 @@ func TestCheckVersion(t *testing.T) {
 	ctx := testCtx(t)
 	for _, ok := range []string{"2.32.1", "2.10.0", "3.0.0", "SNAPSHOT"} {
 		env.SetConfig(faketart.Config{Version: ok})
-		if v, err := c.CheckVersion(ctx); err != nil || (v.String() != ok) {
+		if v, err := c.CheckVersion(ctx); err != nil || v != ok {
 			t.Errorf("tart %s: %v, %v", ok, v, err)
 		}
 	}

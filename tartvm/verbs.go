@@ -305,25 +305,26 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 	return v, nil
 }
 
-// CheckVersion runs `tart --version` and refuses a tart older than
-// MinVersion with a *VersionError naming both versions. A build from source
-// ("SNAPSHOT") is accepted with a warning: it cannot be placed.
-func (c *Client) CheckVersion(ctx context.Context) (Version, error) {
+// CheckVersion runs `tart --version` and returns what it printed, refusing a
+// tart older than MinVersion with a *VersionError naming both versions. A
+// build from source ("SNAPSHOT") is accepted with a warning: it cannot be
+// placed.
+func (c *Client) CheckVersion(ctx context.Context) (string, error) {
 	raw, err := c.Version(ctx)
 	if err != nil {
-		return Version{}, err
+		return "", err
 	}
 	v, err := ParseVersion(raw)
 	if err != nil {
-		return Version{}, err
+		return raw, err
 	}
 	if v.Snapshot {
 		c.log.Warn().Str("version", raw).Str("min", MinVersion.String()).
 			Msg("tart is a build from source; cannot check it has every flag Tarty uses")
-		return v, nil
+		return raw, nil
 	}
 	if v.Less(MinVersion) {
-		return v, &VersionError{Found: v, Min: MinVersion}
+		return raw, &VersionError{Found: v, Min: MinVersion}
 	}
-	return v, nil
+	return raw, nil
 }
