@@ -206,6 +206,11 @@ func (s *Scheduler) drained() bool {
 			return false
 		}
 	}
+	for _, r := range s.core.removals {
+		if r.inFlight {
+			return false
+		}
+	}
 	return len(s.launches) == 0 && !s.core.rebuild.running
 }
 

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tartyci/tarty/ghapi/fakegithub"
+	"github.com/tartyci/tarty/internal/sshdtest"
+	"github.com/tartyci/tarty/tartvm/faketart"
+	"github.com/tartyci/tarty/tartvm/faketart/tarttest"
+)
+
+// e2e is one process-level setup: the real tarty binary, the fake tart, the
+// fake GitHub API and a real OpenSSH sshd standing in for the guests, whose
+// ~/actions-runner/run.sh is the fake runner (it takes the JIT config from
+// ACTIONS_RUNNER_INPUT_JITCONFIG as the real runner does and never reads
+// stdin), and whose shutdown command powers the fake VM off.
+type e2e struct {
+	t       *testing.T
+	dir     string
+	tarty   string
+	tart    *tarttest.Env
+	gh      *fakegithub.Server
+	sshd    *sshdtest.Server
+	config  string
+	admin   string
+	secret  string
+	prefix  string
+	workDir string
+}
+
+var (
+	buildTartyOnce sync.Once
+	tartyBin       string
+	tartyBuildErr  error
+	fakeRunnerBin  string
+)
+
+// buildBinaries builds tarty and the fake runner once per test binary.
+func buildBinaries(t *testing.T) {
+	t.Helper()
+	buildTartyOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tarty-e2e-bin-")
+		if err != nil {
+			tartyBuildErr = err
+			return
+		}
+		tartyBin = filepath.Join(dir, "tarty")
+		fakeRunnerBin = filepath.Join(dir, "fakerunner")
+		for _, b := range [][2]string{{tartyBin, "."}, {fakeRunnerBin, "github.com/tartyci/tarty/ghapi/fakegithub/fakerunner/cmd/fakerunner"}} {
+			if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+				tartyBuildErr = fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
+				return
+			}
+		}
+	})
+	if tartyBuildErr != nil {
+		t.Fatal(tartyBuildErr)
+	}
+}
+
+func newE2E(t *testing.T, extraConfig string) *e2e {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("process-level end-to-end test")
+	}
+	buildBinaries(t)
+	e := &e2e{t: t, dir: t.TempDir(), secret: "e2e-webhook-secret-0123456789", prefix: "tarty-e2e"}
+	e.sshd = sshdtest.Start(t)
+	e.tart = tarttest.New(t)
+	e.tart.Seed("runner-image", faketart.VMOptions{})
+	e.tart.Seed("base-image", faketart.VMOptions{})
+
+	// The guest's runner directory: run.sh is the fake runner, whose jobs
+	// take two seconds.
+	e.workDir = filepath.Join(e.dir, "actions-runner")
+	if err := os.MkdirAll(e.workDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runSh := "#!/bin/sh\nFAKERUNNER_JOB_SECONDS=2 FAKERUNNER_IDLE_SECONDS=120 exec " + fakeRunnerBin + ` "$@"` + "\n"
+	if err := os.WriteFile(filepath.Join(e.workDir, "run.sh"), []byte(runSh), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	hookPort, adminPort := sshdtest.FreePort(t), sshdtest.FreePort(t)
+	e.admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
+	e.gh = fakegithub.New(fakegithub.Config{
+		WebhookURL:    fmt.Sprintf("http://127.0.0.1:%d/github/webhook", hookPort),
+		WebhookSecret: e.secret,
+	})
+	t.Cleanup(e.gh.Close)
+	e.gh.AddRepo("app")
+
+	poweroff := filepath.Join(e.tart.Home, "vms")
+	cfg := fmt.Sprintf(`github:
+  url: %s
+  organization: %s
+  labels: [tarty]
+images:
+  base: base-image
+  runner: runner-image
+ssh:
+  user: %s
+  port: %d
+  key_file: %s
+  connect_timeout: 30s
+runners:
+  max: 2
+  name_prefix: %s
+  boot_timeout: 60s
+  work_dir: %s
+  shutdown_command: touch '%s'/"$TARTY_RUNNER_NAME"/poweroff
+reconcile:
+  interval: 10s
+server:
+  listen: 127.0.0.1:%d
+  admin_listen: %s
+tart:
+  path: %s
+  home: %s
+log:
+  level: debug
+  format: json
+state_dir: %s
+%s`, e.gh.URL(), e.gh.Organization(), e.sshd.User, e.sshd.Port, e.sshd.ClientKey.Private, e.prefix, e.workDir,
+		poweroff, hookPort, e.admin, e.tart.Bin, e.tart.Home, filepath.Join(e.dir, "state"), extraConfig)
+	e.config = filepath.Join(e.dir, "tarty.yaml")
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *e2e) env() []string {
+	return append(os.Environ(), "TARTY_GITHUB_TOKEN="+e.gh.Token(), "TARTY_WEBHOOK_SECRET="+e.secret, "TARTY_CONFIG=")
+}
+
+// command runs a tarty CLI command to completion.
+func (e *e2e) command(args ...string) (int, string) {
+	e.t.Helper()
+	cmd := exec.Command(tartyBin, append(args, "--config", e.config)...)
+	cmd.Env = e.env()
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return code, string(out)
+}
+
+// daemonProc is a running `tarty run`.
+type daemonProc struct {
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (e *e2e) start() *daemonProc {
+	e.t.Helper()
+	d := &daemonProc{log: &syncBuffer{}, done: make(chan error, 1)}
+	d.cmd = exec.Command(tartyBin, "run", "--config", e.config)
+	d.cmd.Env = e.env()
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	e.t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+		if e.t.Failed() || os.Getenv("TARTY_E2E_LOG") != "" {
+			e.t.Logf("tarty log:\n%s", d.log.String())
+		}
+	})
+	e.waitFor("tarty ready", 60*time.Second, func() bool {
+		select {
+		case err := <-d.done:
+			e.t.Fatalf("tarty exited early: %v\n%s", err, d.log.String())
+		default:
+		}
+		resp, err := http.Get("http://" + e.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return d
+}
+
+// stop sends SIGTERM and returns the exit code, failing after 30 s.
+func (e *e2e) stop(d *daemonProc) int {
+	e.t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		e.t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		e.t.Fatalf("tarty did not exit within 30 s of SIGTERM\n%s", d.log.String())
+	}
+	return d.cmd.ProcessState.ExitCode()
+}
+
+func (e *e2e) waitFor(what string, limit time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("after %s: %s", limit, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// vms lists the fake tart's local VMs with the prefix.
+func (e *e2e) vms() []string {
+	entries, err := os.ReadDir(filepath.Join(e.tart.Home, "vms"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, de := range entries {
+		if strings.HasPrefix(de.Name(), e.prefix+"-") {
+			out = append(out, de.Name())
+		}
+	}
+	return out
+}
+
+func (e *e2e) runners() []string {
+	var out []string
+	for _, r := range e.gh.Runners() {
+		if strings.HasPrefix(r.Name, e.prefix+"-") {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
+func TestEndToEndJob(t *testing.T) {
+	e := newE2E(t, "rebuild:\n  enabled: false\n")
+	d := e.start()
+
+	job := e.gh.QueueJob("app", "self-hosted", "macOS", "tarty")
+	e.waitFor("the job completed on one of Tarty's runners", 90*time.Second, func() bool {
+		j, _ := e.gh.Job(job.ID)
+		return j.Status == "completed" && strings.HasPrefix(j.RunnerName, e.prefix+"-")
+	})
+	e.waitFor("its VM deleted and its runner gone", 60*time.Second, func() bool {
+		return len(e.vms()) == 0 && len(e.runners()) == 0
+	})
+
+	// A job whose webhook never arrives is found by the poller.
+	e.gh.DropWebhooks(func(fakegithub.Delivery) bool { return true })
+	missed := e.gh.QueueJob("app", "tarty")
+	e.waitFor("the missed job completed", 90*time.Second, func() bool {
+		j, _ := e.gh.Job(missed.ID)
+		return j.Status == "completed"
+	})
+
+	code, out := e.command("status")
+	if code != 0 || !strings.Contains(out, "Tarty: ready") {
+		t.Errorf("tarty status = %d:\n%s", code, out)
+	}
+	if code := e.stop(d); code != 0 {
+		t.Errorf("exit %d after SIGTERM", code)
+	}
+	log := d.log.String()
+	for _, secret := range []string{e.secret, e.gh.Token()} {
+		if strings.Contains(log, secret) {
+			t.Errorf("a secret appears in the log")
+		}
+	}
+	if !strings.Contains(log, `"job_id"`) || !strings.Contains(log, `"vm"`) {
+		t.Errorf("log lines lack vm/job_id fields")
+	}
+}
