@@ -33,10 +33,10 @@ type daemon struct {
 	reg     *prometheus.Registry
 	tart    *tartvm.Client
 	backend *tartvm.Backend
-	gh    *ghapi.Client
-	sched *scheduler.Scheduler
-	hook  *webhook.Server
-	admin *admin.Server
+	gh      *ghapi.Client
+	sched   *scheduler.Scheduler
+	hook    *webhook.Server
+	admin   *admin.Server
 }
 
 // statePaths are Tarty's own files under state_dir.
