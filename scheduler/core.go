@@ -42,7 +42,8 @@ type core struct {
 	nextCheck   time.Time
 	checking    bool
 
-	rebuild rebuildState
+	rebuild   rebuildState
+	lastPrune time.Time
 }
 
 // job is a job in demand, or parked behind an approval.
@@ -136,6 +137,7 @@ const (
 	// finishedTTL bounds the memory of finished jobs: older queued events are
 	// stale (24 h) anyway.
 	finishedTTL = 2 * tarty.StaleAfter
+	pruneEvery  = 5 * time.Minute
 )
 
 func newBackoff(first, max time.Duration) *backoff.ExponentialBackOff {
@@ -389,6 +391,11 @@ func (c *core) queued() int {
 }
 
 func (c *core) pruneFinished(now time.Time) {
+	// Hours-old memories need no per-event care: prune every few minutes.
+	if now.Sub(c.lastPrune) < pruneEvery {
+		return
+	}
+	c.lastPrune = now
 	for id, f := range c.finished {
 		if now.Sub(f.at) > finishedTTL {
 			delete(c.finished, id)
