@@ -60,6 +60,8 @@ type Options struct {
 	// StartLog is the guest file (relative: to the login's home directory)
 	// that receives the output of commands started by Start; appended to.
 	StartLog string
+	// Dial replaces the native client's TCP dial (see DialFunc); nil: TCP.
+	Dial DialFunc
 }
 
 // transport is what differs between the two clients: how one command runs
@@ -126,6 +128,9 @@ func New(opts Options) (*Client, error) {
 		c.t = n
 		c.other = append(c.other, oh.forget)
 	case ClientOpenSSH:
+		if opts.Dial != nil {
+			return nil, errDialOpenSSH
+		}
 		o, err := newOpenSSH(opts, oh)
 		if err != nil {
 			return nil, err

@@ -54,8 +54,7 @@ func (n *native) connect(ctx context.Context, image, host string, timeout time.D
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	var d net.Dialer
-	raw, err := d.DialContext(dctx, "tcp", addr)
+	raw, err := n.dial(dctx, addr)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("connect %s: %w", addr, ctx.Err())
