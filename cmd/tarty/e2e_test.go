@@ -69,6 +69,10 @@ func buildBinaries(t *testing.T) {
 }
 
 func newE2E(t *testing.T, extraConfig string) *e2e {
+	return newE2EPoll(t, "10s", extraConfig)
+}
+
+func newE2EPoll(t *testing.T, poll, extraConfig string) *e2e {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("process-level end-to-end test")
@@ -120,7 +124,7 @@ runners:
   work_dir: %s
   shutdown_command: touch '%s'/"$TARTY_RUNNER_NAME"/poweroff
 reconcile:
-  interval: 10s
+  interval: %s
 server:
   listen: 127.0.0.1:%d
   admin_listen: %s
@@ -132,7 +136,7 @@ log:
   format: json
 state_dir: %s
 %s`, e.gh.URL(), e.gh.Organization(), e.sshd.User, e.sshd.Port, e.sshd.ClientKey.Private, e.prefix, e.workDir,
-		poweroff, hookPort, e.admin, e.tart.Bin, e.tart.Home, filepath.Join(e.dir, "state"), extraConfig)
+		poweroff, poll, hookPort, e.admin, e.tart.Bin, e.tart.Home, filepath.Join(e.dir, "state"), extraConfig)
 	e.config = filepath.Join(e.dir, "tarty.yaml")
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -305,4 +309,56 @@ func TestEndToEndJob(t *testing.T) {
 	if !strings.Contains(log, `"job_id"`) || !strings.Contains(log, `"vm"`) {
 		t.Errorf("log lines lack vm/job_id fields")
 	}
+}
+
+// TestIdleDaemonCost measures an idle `tarty run` (default 60 s poll, fakes
+// answering at once) for TARTY_IDLE_MEASURE (e.g. 10m): CPU time used and
+// resident memory, read from /proc. Linux only; skipped unless asked for.
+// See BENCHMARKS.md.
+func TestIdleDaemonCost(t *testing.T) {
+	span, err := time.ParseDuration(os.Getenv("TARTY_IDLE_MEASURE"))
+	if err != nil || span <= 0 {
+		t.Skip("set TARTY_IDLE_MEASURE=10m to measure an idle daemon")
+	}
+	e := newE2EPoll(t, "60s", "rebuild:\n  enabled: false\n")
+	d := e.start()
+	pid := d.cmd.Process.Pid
+	cpu0 := procCPU(t, pid)
+	time.Sleep(span)
+	cpu := procCPU(t, pid) - cpu0
+	rss := procRSS(t, pid)
+	t.Logf("idle for %s: CPU %.2fs (%.3f%% of one core), RSS %.1f MiB", span, cpu.Seconds(),
+		100*cpu.Seconds()/span.Seconds(), float64(rss)/(1<<20))
+	if code := e.stop(d); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+// procCPU is the user+system CPU time of pid (clock ticks at 100 Hz).
+func procCPU(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// procRSS is the resident set size of pid in bytes.
+func procRSS(t *testing.T, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
