@@ -101,3 +101,15 @@ type VM struct {
 	Name    string
 	Running bool
 }
+
+// Worker is one Mac of a fleet backend (an Orchard worker), as /status shows it.
+type Worker struct {
+	Name    string            `json:"name"`
+	Online  bool              `json:"online"`
+	Paused  bool              `json:"paused,omitempty"` // scheduling paused: takes no new VM
+	Slots   int               `json:"slots"`            // VMs it may run at once
+	Free    int               `json:"free_slots"`       // of them, free now
+	Labels  map[string]string `json:"labels,omitempty"` // its labels
+	Matches bool              `json:"matches"`          // online, unpaused, with Tarty's worker labels
+	VMs     []string          `json:"vms,omitempty"`    // Tarty's VMs on it
+}

@@ -42,6 +42,13 @@ type Backend interface {
 	Delete(ctx context.Context, name string) error
 }
 
+// Fleet is optionally implemented by a Backend of many Macs (orchard.Backend):
+// /status then lists its workers and which one each runner VM is on. It is
+// called outside the owner loop, so it may do I/O.
+type Fleet interface {
+	Workers(ctx context.Context) ([]tarty.Worker, error)
+}
+
 // Guest runs commands in a booted VM over SSH. sshexec implements it. image names
 // the tart image the guest was cloned from: clones of one image share its SSH
 // host key, so host keys are trusted on first use per image.

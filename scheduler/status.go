@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
+
+	"github.com/tartyci/tarty"
 )
 
 // Status is a snapshot of the scheduler for /status and `tarty status`
@@ -25,6 +28,9 @@ type Status struct {
 	GitHub      GitHubStatus  `json:"github"`
 	RunnersGone int           `json:"runner_removals_pending"`
 	Now         time.Time     `json:"now"`
+	// Workers is the fleet, when the backend is one (Fleet).
+	Workers      []tarty.Worker `json:"workers,omitempty"`
+	WorkersError string         `json:"workers_error,omitempty"`
 }
 
 // SlotStatus is one slot.
@@ -38,6 +44,7 @@ type SlotStatus struct {
 	Reason  string     `json:"reason,omitempty"`
 	RetryAt *time.Time `json:"retry_at,omitempty"`
 	Adopted bool       `json:"adopted,omitempty"`
+	Worker  string     `json:"worker,omitempty"` // the fleet's Mac its VM is on
 }
 
 // JobStatus is one job in demand, or parked behind an approval.
@@ -115,7 +122,28 @@ func (s *Scheduler) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	return v.(Status), nil
+	st := v.(Status)
+	if f, ok := s.backend.(Fleet); ok {
+		st.addFleet(ctx, f)
+	}
+	return st, nil
+}
+
+// addFleet adds the fleet's workers and each slot's worker (I/O, outside the owner loop).
+func (st *Status) addFleet(ctx context.Context, f Fleet) {
+	ws, err := f.Workers(ctx)
+	if err != nil {
+		st.WorkersError = err.Error()
+		return
+	}
+	st.Workers = ws
+	for i := range st.Slots {
+		for _, w := range ws {
+			if slices.Contains(w.VMs, st.Slots[i].VM) && st.Slots[i].VM != "" {
+				st.Slots[i].Worker = w.Name
+			}
+		}
+	}
 }
 
 // Reconcile asks for a poll now (it runs after the one in flight, if any).
