@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -105,6 +107,14 @@ func (s *Scheduler) bringUp(ctx context.Context, vm string, w *vmWatch) (stage s
 	}
 	if err := s.guest.WaitReady(ctx, image, addr); err != nil {
 		return fail("ssh", err)
+	}
+	if s.opts.OnRunnerVersion != nil && s.versionKnown.CompareAndSwap(false, true) {
+		if v, err := s.runnerVersion(ctx, image, addr); err == nil {
+			s.opts.OnRunnerVersion(image, v)
+		} else {
+			s.versionKnown.Store(false) // try again with the next VM
+			s.log.Warn().Err(err).Str("vm", vm).Msg("reading the runner version in the guest")
+		}
 	}
 	// Refuse an image without the runner before registering anything: a
 	// missing run.sh would otherwise power the guest off at once, launch after
@@ -243,4 +253,60 @@ func (s *Scheduler) reportExit(slot int, vm string, err error) {
 	}
 	ev.Int("slot", slot).Str("vm", vm).Msg("VM stopped")
 	s.send(func(now time.Time) { s.core.onVMExited(now, slot, vm) })
+}
+
+// runnerVersionCommand prints the actions runner's version (e.g. 2.329.0).
+func runnerVersionCommand(workDir string) string {
+	return "cd " + shellPath(workDir) + " && ./config.sh --version"
+}
+
+// runnerVersion reads the actions runner's version in a guest.
+func (s *Scheduler) runnerVersion(ctx context.Context, image, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var out strings.Builder
+	if err := s.guest.Run(ctx, image, addr, runnerVersionCommand(s.opts.WorkDir), nil, &limitWriter{w: &out, n: 4096}, io.Discard); err != nil {
+		return "", err
+	}
+	return parseRunnerVersion(out.String())
+}
+
+// parseRunnerVersion finds the first MAJOR.MINOR.PATCH in the output.
+func parseRunnerVersion(out string) (string, error) {
+	for _, f := range strings.Fields(out) {
+		f = strings.TrimPrefix(f, "v")
+		parts := strings.Split(f, ".")
+		if len(parts) != 3 {
+			continue
+		}
+		ok := true
+		for _, p := range parts {
+			if _, err := strconv.Atoi(p); err != nil || p == "" {
+				ok = false
+			}
+		}
+		if ok {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("no runner version in %q", strings.TrimSpace(out))
+}
+
+// limitWriter keeps at most n bytes.
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.n <= 0 {
+		return len(p), nil
+	}
+	q := p
+	if len(q) > l.n {
+		q = q[:l.n]
+	}
+	l.n -= len(q)
+	_, err := l.w.Write(q)
+	return len(p), err
 }

@@ -13,3 +13,16 @@ func TestRunnerCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRunnerVersion(t *testing.T) {
+	for out, want := range map[string]string{"2.329.0\n": "2.329.0", "v2.330.1": "2.330.1", "Runner 2.331.0 (x)": "2.331.0"} {
+		if got, err := parseRunnerVersion(out); err != nil || got != want {
+			t.Errorf("parseRunnerVersion(%q) = %q, %v", out, got, err)
+		}
+	}
+	for _, out := range []string{"", "command not found", "1.2"} {
+		if _, err := parseRunnerVersion(out); err == nil {
+			t.Errorf("parseRunnerVersion(%q) found a version", out)
+		}
+	}
+}

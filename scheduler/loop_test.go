@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -434,5 +435,30 @@ func TestLoopShutdownLeavesBusyVMsAndAdoptsThem(t *testing.T) {
 		waitFor(t, w, 2*time.Hour, "the job completed and its VM deleted", func() bool {
 			return w.count("completed") == 1 && !w.hasVM(busyVM)
 		})
+	})
+}
+
+func TestLoopLearnsTheRunnerVersionOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		opts := w.options()
+		var mu sync.Mutex
+		var seen []string
+		opts.OnRunnerVersion = func(image, v string) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, image+"@"+v)
+		}
+		_, stop := w.start(opts)
+		defer stop()
+		for range 3 {
+			w.queue("acme/app")
+		}
+		waitFor(t, w, time.Hour, "3 jobs completed", func() bool { return w.count("completed") == 3 })
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 1 || seen[0] != "runner-image@2.330.0" {
+			t.Errorf("runner versions reported: %v, want one for the runner image", seen)
+		}
 	})
 }

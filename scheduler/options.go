@@ -64,6 +64,15 @@ type Options struct {
 	// `tarty rollback` with no daemon use the loop only for its budget.
 	RebuildOnly bool
 
+	// OnMissedJob is called (from the owner goroutine; it must not block)
+	// when the poller finds a queued job no webhook announced: a sign that
+	// deliveries failed, worth asking GitHub to redeliver.
+	OnMissedJob func()
+	// OnRunnerVersion receives the actions runner version found in an image
+	// (the runner image, learnt from a runner VM once per image, or a build
+	// before its promote). It may be called from any goroutine.
+	OnRunnerVersion func(image, version string)
+
 	// Now is the clock; time.Now when nil. Timers use the time package, so a
 	// testing/synctest bubble simulates both.
 	Now func() time.Time

@@ -49,7 +49,7 @@ func (instantGuest) Run(context.Context, string, string, string, io.Reader, io.W
 	return nil
 }
 func (instantGuest) Start(context.Context, string, string, string, io.Reader) error { return nil }
-func (instantGuest) ForgetHostKey(string) error                                  { return nil }
+func (instantGuest) ForgetHostKey(string) error                                     { return nil }
 
 type instantGitHub struct {
 	mu sync.Mutex
@@ -63,7 +63,7 @@ func (g *instantGitHub) JITConfig(context.Context, string) (int64, string, error
 	return g.n, "config", nil
 }
 func (*instantGitHub) ListRunners(context.Context, string) ([]tarty.Runner, error) { return nil, nil }
-func (*instantGitHub) RemoveRunner(context.Context, int64) error                  { return nil }
+func (*instantGitHub) RemoveRunner(context.Context, int64) error                   { return nil }
 func (*instantGitHub) QueuedJobs(context.Context) (tarty.PollResult, error) {
 	return tarty.PollResult{}, nil
 }
@@ -192,4 +192,3 @@ func waitIdle(b *testing.B, s *scheduler.Scheduler) {
 	}
 	b.Fatal("slots not free within 30 s")
 }
-

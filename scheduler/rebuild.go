@@ -272,6 +272,7 @@ func (s *Scheduler) rebuildOnce(ctx context.Context, trigger string) (string, er
 	o := s.opts.Rebuild
 	log := s.log.With().Str("component", "rebuild").Str("base", o.Base).Str("trigger", trigger).Logger()
 	log.Info().Msg("nightly rebuild starting")
+	s.builtVersion = ""
 
 	// A pull is no VM and can take an hour: it holds no slot.
 	baseChanged := false
@@ -408,6 +409,12 @@ func (s *Scheduler) build(ctx context.Context, log zerolog.Logger, name string) 
 				return fmt.Errorf("rebuild.command did not finish within rebuild.timeout (%s)", o.Timeout)
 			}
 			return fmt.Errorf("rebuild.command: %w", err)
+		}
+		if v, err := s.runnerVersion(ctx, o.Base, addr); err == nil {
+			s.builtVersion = v
+			log.Info().Str("runner_version", v).Msg("the new image's actions runner")
+		} else {
+			log.Warn().Err(err).Msg("reading the new image's runner version")
 		}
 		return nil
 	}, true)
@@ -561,6 +568,11 @@ func (s *Scheduler) promote(ctx context.Context, log zerolog.Logger, build, keyF
 		}
 	}
 	log.Info().Str("runner_image", runner).Str("previous", prev).Msg("promoted the new runner image")
+	s.versionKnown.Store(false)
+	if s.builtVersion != "" && s.opts.OnRunnerVersion != nil {
+		s.opts.OnRunnerVersion(runner, s.builtVersion)
+		s.versionKnown.Store(true)
+	}
 	return nil
 }
 
@@ -597,6 +609,7 @@ func (s *Scheduler) rollback(ctx context.Context) (err error) {
 		return fmt.Errorf("rollback: host keys: %w", err)
 	}
 	log.Info().Str("runner_image", runner).Str("previous", prev).Msg("rolled back to the previous runner image")
+	s.versionKnown.Store(false) // the next runner VM reads it
 	return nil
 }
 

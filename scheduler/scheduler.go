@@ -71,6 +71,10 @@ type Scheduler struct {
 
 	rateRemaining atomic.Int64
 	started       atomic.Bool
+	// versionKnown is set once the runner image's runner version was read
+	// (and cleared when a promote or rollback replaces the image).
+	versionKnown atomic.Bool
+	builtVersion string // the last build's runner version; the rebuild worker's only
 }
 
 // New checks opts and deps and builds a Scheduler.
@@ -107,7 +111,15 @@ func New(opts Options, deps Deps) (*Scheduler, error) {
 		done:     make(chan struct{}),
 	}
 	s.rateRemaining.Store(-1)
-	s.core = newCore(opts, s.log, met.observer())
+	obs := met.observer()
+	if opts.OnMissedJob != nil {
+		count := obs.missedJob
+		obs.missedJob = func() {
+			count()
+			opts.OnMissedJob()
+		}
+	}
+	s.core = newCore(opts, s.log, obs)
 	if s.images != nil && s.hostKeys != nil && opts.Rebuild.Enabled && !opts.RebuildOnly {
 		s.core.rebuild.enabled = true
 		s.core.rebuild.nextAt = nextRebuild(opts.Now(), opts.Rebuild.Hour, opts.Rebuild.Location)

@@ -380,6 +380,12 @@ func (w *world) Run(ctx context.Context, _, addr, command string, _ io.Reader, s
 	switch {
 	case strings.HasPrefix(command, "test -x "):
 		return nil
+	case strings.HasSuffix(command, "./config.sh --version"):
+		w.mu.Lock()
+		v := "2.330." + strconv.Itoa(w.builds)
+		w.mu.Unlock()
+		fmt.Fprintln(stdout, v)
+		return nil
 	case command == DefaultShutdownCommand:
 		if !w.hangShutdown {
 			go func() {
