@@ -74,6 +74,7 @@ type Scheduler struct {
 	// versionKnown is set once the runner image's runner version was read
 	// (and cleared when a promote or rollback replaces the image).
 	versionKnown atomic.Bool
+	runnerStatus atomic.Pointer[RunnerStatus]
 	builtVersion string // the last build's runner version; the rebuild worker's only
 }
 

@@ -25,6 +25,7 @@ type Status struct {
 	Queued      []JobStatus   `json:"queued"`
 	LaunchHeld  *time.Time    `json:"launch_held_until,omitempty"`
 	Rebuild     RebuildStatus `json:"rebuild"`
+	Runner      RunnerStatus  `json:"runner"`
 	GitHub      GitHubStatus  `json:"github"`
 	RunnersGone int           `json:"runner_removals_pending"`
 	Now         time.Time     `json:"now"`
@@ -66,6 +67,17 @@ type RebuildStatus struct {
 	LastAt        *time.Time `json:"last_at,omitempty"`
 	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
 	HoldsSlot     int        `json:"holds_slot"` // -1 when none
+}
+
+// RunnerStatus is what Tarty knows of the actions runner baked into the
+// runner image, against the version GitHub asks for. It is set by whoever
+// checks it (SetRunnerStatus); the scheduler only reports it.
+type RunnerStatus struct {
+	ImageVersion string     `json:"image_version,omitempty"` // in the runner image
+	Latest       string     `json:"latest,omitempty"`        // the newest release, or what the server asks for
+	BehindDays   float64    `json:"behind_days"`             // since the first release newer than the image's; 0 when current
+	Note         string     `json:"note,omitempty"`          // e.g. why the latest is unknown
+	CheckedAt    *time.Time `json:"checked_at,omitempty"`
 }
 
 // GitHubStatus is what Tarty knows of GitHub's side.
@@ -205,6 +217,9 @@ func (s *Scheduler) snapshot(now time.Time) Status {
 	}
 	st.Queued = c.queuedStatus(now)
 	st.Rebuild = c.rebuildStatus(s.images != nil)
+	if r := s.runnerStatus.Load(); r != nil {
+		st.Runner = *r
+	}
 	return st
 }
 
@@ -340,3 +355,7 @@ func (c *core) rebuildStatus(available bool) RebuildStatus {
 	}
 	return out
 }
+
+// SetRunnerStatus records the runner image's runner version and how far it
+// is behind, for /status. Safe from any goroutine.
+func (s *Scheduler) SetRunnerStatus(r RunnerStatus) { s.runnerStatus.Store(&r) }
