@@ -25,10 +25,10 @@ const (
 	// stay pending forever.
 	DefaultPlaceTimeout = time.Minute
 	// DefaultViewTTL is how old the fleet view behind Workers may be.
-	DefaultViewTTL = 10 * time.Second
-	followRetryFirst   = 500 * time.Millisecond
-	followRetryMax     = 15 * time.Second
-	cleanupTimeout     = time.Minute
+	DefaultViewTTL   = 10 * time.Second
+	followRetryFirst = 500 * time.Millisecond
+	followRetryMax   = 15 * time.Second
+	cleanupTimeout   = time.Minute
 )
 
 // nameRE is the VM name rule the controller announced (simplename).
@@ -261,7 +261,9 @@ type NoRoomError struct {
 	Reason string
 }
 
-func (e *NoRoomError) Error() string { return "orchard: no worker has room for " + e.VM + ": " + e.Reason }
+func (e *NoRoomError) Error() string {
+	return "orchard: no worker has room for " + e.VM + ": " + e.Reason
+}
 
 // VMLimit is true: tarty.IsVMLimit finds it.
 func (e *NoRoomError) VMLimit() bool { return true }
@@ -575,21 +577,10 @@ func (b *Backend) finish(f *follow, err error, why string) {
 // VM runs; a VM that is pending (or unknown for a moment) is an error worth
 // retrying, a failed or missing one is not.
 func (b *Backend) Address(ctx context.Context, name string, wait time.Duration) (string, error) {
-	b.mu.Lock()
-	f := b.follows[name]
-	b.mu.Unlock()
-	var v VM
-	if f != nil {
-		v, _, _ = f.state()
-	}
-	if v.Status != StatusRunning {
-		got, err := b.c.GetVM(ctx, name)
-		if err != nil {
-			return "", err
-		}
-		v = got
-	}
+	v, err := b.c.GetVM(ctx, name)
 	switch {
+	case err != nil:
+		return "", err
 	case v.Terminal():
 		return "", endOrFailed(v)
 	case v.Status != StatusRunning:

@@ -21,6 +21,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -118,6 +120,7 @@ type Server struct {
 	creates   [][]byte // raw create bodies, for tests that look for secrets
 	stats     Stats
 	perWorker map[string]int // VMs holding a slot now, per worker
+	hold      bool           // the controller's scheduler places nothing
 
 	stop chan struct{}
 	done chan struct{}
@@ -159,6 +162,7 @@ func New(cfg Config) *Server {
 	cert, certPEM := selfSigned()
 	s.certPEM = certPEM
 	s.srv = httptest.NewUnstartedServer(s.routes())
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are what some tests want
 	s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	s.srv.StartTLS()
 	go s.loop()
@@ -351,6 +355,15 @@ func (s *Server) FailImage(image, message string) {
 	}
 }
 
+// HoldPlacement stops (or restarts) the controller's scheduler: created VMs
+// stay pending with no worker, as one that fits nowhere does.
+func (s *Server) HoldPlacement(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hold = on
+	s.notifyLocked()
+}
+
 // GuestExit powers VM name's guest off: it fails "VM exited unexpectedly".
 func (s *Server) GuestExit(name string) bool {
 	s.mu.Lock()
@@ -532,6 +545,9 @@ func (s *Server) online(w *worker, now time.Time) bool {
 // placeLocked is the controller's scheduler pass: pending VMs without a
 // worker, first-in first-out, each on a qualifying worker.
 func (s *Server) placeLocked(now time.Time) bool {
+	if s.hold {
+		return false
+	}
 	var pending []*vm
 	for _, v := range s.vms {
 		if v.v.Status == orchard.StatusPending && !v.v.Placed() {
