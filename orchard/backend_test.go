@@ -24,7 +24,7 @@ var (
 
 const prefix = "tarty-fleet"
 
-func newBackend(t *testing.T, f *fakeorchard.Server, mutate ...func(*orchard.BackendOptions)) *orchard.Backend {
+func newBackend(t testing.TB, f *fakeorchard.Server, mutate ...func(*orchard.BackendOptions)) *orchard.Backend {
 	t.Helper()
 	o := orchard.BackendOptions{Prefix: prefix, PlaceTimeout: 2 * time.Second}
 	for _, m := range mutate {

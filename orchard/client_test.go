@@ -20,7 +20,7 @@ const (
 	token   = "tarty-token-0123456789"
 )
 
-func newFake(t *testing.T, cfg fakeorchard.Config) *fakeorchard.Server {
+func newFake(t testing.TB, cfg fakeorchard.Config) *fakeorchard.Server {
 	t.Helper()
 	f := fakeorchard.New(cfg)
 	t.Cleanup(f.Close)
@@ -28,7 +28,7 @@ func newFake(t *testing.T, cfg fakeorchard.Config) *fakeorchard.Server {
 	return f
 }
 
-func newClient(t *testing.T, f *fakeorchard.Server, mutate ...func(*orchard.Options)) *orchard.Client {
+func newClient(t testing.TB, f *fakeorchard.Server, mutate ...func(*orchard.Options)) *orchard.Client {
 	t.Helper()
 	o := orchard.Options{URL: f.URL(), ServiceAccount: account, Token: token, CACert: f.CertPEM(), UserAgent: "tarty/test"}
 	for _, m := range mutate {
@@ -41,7 +41,7 @@ func newClient(t *testing.T, f *fakeorchard.Server, mutate ...func(*orchard.Opti
 	return c
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -224,7 +224,7 @@ func TestClientWatchFollowsOneVM(t *testing.T) {
 }
 
 // echoServer answers each line with "echo: line".
-func echoServer(t *testing.T) string {
+func echoServer(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
