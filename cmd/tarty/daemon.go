@@ -16,6 +16,7 @@ import (
 	"github.com/tartyci/tarty/admin"
 	"github.com/tartyci/tarty/config"
 	"github.com/tartyci/tarty/ghapi"
+	"github.com/tartyci/tarty/orchard"
 	"github.com/tartyci/tarty/scheduler"
 	"github.com/tartyci/tarty/sshexec"
 	"github.com/tartyci/tarty/tartvm"
@@ -31,8 +32,9 @@ type daemon struct {
 	cfg     *config.Config
 	log     zerolog.Logger
 	reg     *prometheus.Registry
-	tart    *tartvm.Client
-	backend *tartvm.Backend
+	tart    *tartvm.Client // nil with backend: orchard
+	backend scheduler.Backend
+	orchard *orchard.Backend // set with backend: orchard
 	gh      *ghapi.Client
 	sched   *scheduler.Scheduler
 	hook    *webhook.Server
@@ -77,17 +79,33 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 	}
 	prefix := cfg.Runners.NamePrefix
 
-	d.tart = tartvm.New(tartvm.Options{Path: cfg.Tart.Path, Home: cfg.Tart.Home, LogDir: paths.tartLogs, Logger: log})
-	d.backend = tartvm.NewBackend(d.tart, tartvm.BackendOptions{
-		Prefix: prefix, CPU: cfg.Runners.CPU, MemoryMB: cfg.Runners.MemoryMB, Softnet: cfg.Runners.Softnet, Logger: log,
-	})
+	var dial sshexec.DialFunc
+	if cfg.Backend == config.BackendOrchard {
+		if d.orchard, err = newOrchardBackend(cfg, log, version); err != nil {
+			return nil, err
+		}
+		d.backend, dial = d.orchard, d.orchard.Dial
+	} else {
+		d.tart = tartvm.New(tartvm.Options{Path: cfg.Tart.Path, Home: cfg.Tart.Home, LogDir: paths.tartLogs, Logger: log})
+		d.backend = tartvm.NewBackend(d.tart, tartvm.BackendOptions{
+			Prefix: prefix, CPU: cfg.Runners.CPU, MemoryMB: cfg.Runners.MemoryMB, Softnet: cfg.Runners.Softnet, Logger: log,
+		})
+	}
 
 	guest, err := sshexec.New(sshexec.Options{
 		User: cfg.SSH.User, Port: cfg.SSH.Port, KeyFile: cfg.SSH.KeyFile, Password: cfg.SSH.Password.Reveal(),
 		Client: cfg.SSH.Client, ConnectTimeout: cfg.SSH.ConnectTimeout, KnownHostsFile: paths.knownHosts, Logger: log,
+		Dial: dial,
 	})
 	if err != nil {
 		return nil, err
+	}
+	// The nightly rebuild and rollback need local images: an Orchard fleet's
+	// live in a registry, so the scheduler refuses them with that reason.
+	var images scheduler.Images
+	var hostKeys scheduler.HostKeys
+	if d.tart != nil {
+		images, hostKeys = tartvm.NewImages(d.tart), guest
 	}
 
 	ghOpts := ghapi.Options{
@@ -117,12 +135,12 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 		WorkDir: cfg.Runners.WorkDir, ShutdownCommand: cfg.Runners.ShutdownCommand,
 		ReconcileInterval: cfg.Reconcile.Interval,
 		Rebuild: scheduler.RebuildOptions{
-			Enabled: cfg.Rebuild.Enabled, Base: cfg.Images.Base, Command: cfg.Rebuild.Command,
+			Enabled: cfg.Rebuild.Enabled && d.tart != nil, Base: cfg.Images.Base, Command: cfg.Rebuild.Command,
 			VerifyCommand: cfg.Rebuild.VerifyCommand, Hour: cfg.Rebuild.Hour, Timeout: cfg.Rebuild.Timeout,
 		},
 		RebuildOnly: mode == modeRebuildOnly,
 	}, scheduler.Deps{Backend: d.backend, Guest: guest, Runners: d.gh, Jobs: d.gh, Events: events,
-		Images: tartvm.NewImages(d.tart), HostKeys: guest, Registerer: d.reg, Logger: log})
+		Images: images, HostKeys: hostKeys, Registerer: d.reg, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +165,52 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 	return d, nil
 }
 
-// checkTart refuses a tart that is missing or older than every flag Tarty uses.
+// newOrchardBackend builds the Orchard backend from the orchard section:
+// the controller's certificate pinned, our own User-Agent.
+func newOrchardBackend(cfg *config.Config, log zerolog.Logger, version string) (*orchard.Backend, error) {
+	o := cfg.Orchard
+	c, err := orchard.NewClient(orchard.Options{URL: o.URL, ServiceAccount: o.ServiceAccount, Token: o.Token.Reveal(),
+		BootstrapToken: o.BootstrapToken.Reveal(), CAFile: o.CAFile, UserAgent: "tarty/" + version, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return orchard.NewBackend(c, orchard.BackendOptions{Prefix: cfg.Runners.NamePrefix, WorkerLabels: o.WorkerLabels,
+		CPU: cfg.Runners.CPU, MemoryMB: cfg.Runners.MemoryMB, Softnet: cfg.Runners.Softnet, Logger: log}), nil
+}
+
+// checkOrchard refuses a controller that rejects Tarty's account or lacks a
+// role it needs; one that does not answer yet is only logged (start-up
+// recovery retries until it does).
+func (d *daemon) checkOrchard(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c := d.orchard.Client()
+	info, err := c.Info(ctx)
+	if err == nil {
+		_, err = c.ListVMs(ctx) // compute:read
+	}
+	switch {
+	case errors.Is(err, orchard.ErrUnauthorized), errors.Is(err, orchard.ErrMissingRole), errors.Is(err, orchard.ErrForbidden):
+		return fmt.Errorf("the Orchard controller at %s refuses service account %s (it needs compute:read and compute:write): %w",
+			c.URL(), c.ServiceAccount(), err)
+	case err != nil:
+		d.log.Warn().Err(err).Str("controller", c.URL()).Msg("the Orchard controller does not answer yet")
+		return nil
+	}
+	d.log.Info().Str("controller", c.URL()).Str("orchard_version", info.Version).Str("account", c.ServiceAccount()).
+		Msg("Orchard controller found")
+	return nil
+}
+
+// checkTart refuses a tart that is missing or older than every flag Tarty
+// uses; with backend: orchard it checks the controller instead.
 func (d *daemon) checkTart(ctx context.Context) error {
+	if d.tart == nil {
+		if d.orchard == nil {
+			return nil
+		}
+		return d.checkOrchard(ctx)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	v, err := d.tart.CheckVersion(ctx)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -81,6 +82,7 @@ func printStatus(w io.Writer, st scheduler.Status) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", s.Index, s.State, dash(s.VM), dash(job), age(s.Since, now), note)
 	}
 	tw.Flush()
+	printWorkers(w, st)
 
 	fmt.Fprintln(w)
 	if len(st.Queued) == 0 {
@@ -112,6 +114,40 @@ func printStatus(w io.Writer, st scheduler.Status) {
 	if st.RunnersGone > 0 {
 		fmt.Fprintf(w, "Runner registrations still to remove: %d\n", st.RunnersGone)
 	}
+}
+
+// printWorkers lists a fleet's workers (backend: orchard) with Tarty's VMs on each.
+func printWorkers(w io.Writer, st scheduler.Status) {
+	if st.WorkersError != "" {
+		fmt.Fprintf(w, "\nWorkers: cannot be listed: %s\n", st.WorkersError)
+	}
+	if len(st.Workers) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKER\tONLINE\tFREE\tTAKES RUNNERS\tLABELS\tRUNNER VMS")
+	for _, wk := range st.Workers {
+		online, takes := "yes", "yes"
+		if !wk.Online {
+			online = "no"
+		}
+		switch {
+		case wk.Matches:
+		case wk.Paused:
+			takes = "no (paused)"
+		default:
+			takes = "no"
+		}
+		labels := make([]string, 0, len(wk.Labels))
+		for k, v := range wk.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		sort.Strings(labels)
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\n", wk.Name, online, wk.Free, wk.Slots, takes,
+			dash(strings.Join(labels, ",")), dash(strings.Join(wk.VMs, ", ")))
+	}
+	tw.Flush()
 }
 
 func dash(s string) string {
