@@ -17,11 +17,19 @@ import (
 // VM cloned from it is trusted on first use. A running daemon shares the
 // store safely: changes are made under its cross-process lock.
 func cmdForgetHostKey(_ context.Context, inv *invocation) int {
-	if len(inv.args) != 1 {
+	args, configPath, err := configAfterArgs(inv.args)
+	if err != nil {
+		fmt.Fprintf(inv.stderr, "tarty forget-host-key: %v\n", err)
+		return exitUsage
+	}
+	if configPath != "" {
+		inv.configPath = configPath
+	}
+	if len(args) != 1 {
 		fmt.Fprintln(inv.stderr, "tarty forget-host-key: want one argument, the image (for example the value of images.runner)")
 		return exitUsage
 	}
-	image := inv.args[0]
+	image := args[0]
 	if err := checkImageArg(image); err != nil {
 		fmt.Fprintf(inv.stderr, "tarty forget-host-key: %v\n", err)
 		return exitUsage
@@ -61,4 +69,29 @@ func checkImageArg(image string) error {
 		return fmt.Errorf("invalid image name %q: must not contain white space or control characters", image)
 	}
 	return nil
+}
+
+// configAfterArgs takes --config PATH (or --config=PATH) from among the
+// positional arguments, where the flag parser stops looking: operators type
+// `tarty forget-host-key IMAGE --config PATH` too. After "--" every word is
+// positional.
+func configAfterArgs(args []string) (positional []string, configPath string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(positional, args[i+1:]...), configPath, nil
+		case a == "--config" || a == "-config":
+			if i+1 >= len(args) {
+				return nil, "", fmt.Errorf("flag needs an argument: %s", a)
+			}
+			configPath = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
+			_, configPath, _ = strings.Cut(a, "=")
+		default:
+			positional = append(positional, a)
+		}
+	}
+	return positional, configPath, nil
 }
