@@ -318,8 +318,7 @@ func (b *Backend) Create(ctx context.Context, image, name string) error {
 // follow tracks one VM from Boot until it ends: it watches the controller
 // (reconnecting, or polling when the watch fails) and delivers the end once.
 type follow struct {
-	name    string
-	created time.Time
+	name string
 
 	mu      sync.Mutex
 	last    VM
@@ -402,7 +401,7 @@ func endOf(v VM) error {
 // else an error naming the wait.
 func (b *Backend) Boot(ctx context.Context, name string) (<-chan error, error) {
 	fctx, cancel := context.WithCancel(b.base)
-	f := &follow{name: name, created: time.Now(), changed: make(chan struct{}), exit: make(chan error, 1),
+	f := &follow{name: name, changed: make(chan struct{}), exit: make(chan error, 1),
 		stopped: make(chan struct{}), cancel: cancel}
 	b.mu.Lock()
 	if old := b.follows[name]; old != nil {
