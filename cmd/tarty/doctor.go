@@ -53,34 +53,34 @@ type checkResult struct {
 	fix    string
 }
 
-func pass(format string, args ...any) checkResult {
+func checkPass(format string, args ...any) checkResult {
 	return checkResult{status: doctorPass, detail: fmt.Sprintf(format, args...)}
 }
 
-func info(format string, args ...any) checkResult {
+func checkInfo(format string, args ...any) checkResult {
 	return checkResult{status: doctorInfo, detail: fmt.Sprintf(format, args...)}
 }
 
-func skip(format string, args ...any) checkResult {
+func checkSkip(format string, args ...any) checkResult {
 	return checkResult{status: doctorSkip, detail: fmt.Sprintf(format, args...)}
 }
 
-func warn(fix, format string, args ...any) checkResult {
+func checkWarn(fix, format string, args ...any) checkResult {
 	return checkResult{status: doctorWarn, detail: fmt.Sprintf(format, args...), fix: fix}
 }
 
-func fail(fix, format string, args ...any) checkResult {
+func checkFail(fix, format string, args ...any) checkResult {
 	return checkResult{status: doctorFail, detail: fmt.Sprintf(format, args...), fix: fix}
 }
 
-// failErr is a FAIL for err, with the fix the error carries (tarty.HostFix)
+// checkFailErr is a FAIL for err, with the fix the error carries (tarty.HostFix)
 // or else fallback.
-func failErr(err error, fallback, format string, args ...any) checkResult {
+func checkFailErr(err error, fallback, format string, args ...any) checkResult {
 	fix := fallback
 	if f, ok := tarty.HostFix(err); ok {
 		fix = f
 	}
-	return fail(fix, "%s: %s", fmt.Sprintf(format, args...), oneLineErr(err))
+	return checkFail(fix, "%s: %s", fmt.Sprintf(format, args...), oneLineErr(err))
 }
 
 // oneLineErr is err on one line (joined errors are separated by "; ").
@@ -140,7 +140,7 @@ type doctorEnv struct {
 func newDoctorEnv(cfg *config.Config, version string) *doctorEnv {
 	e := &doctorEnv{
 		cfg: cfg, goos: runtime.GOOS, uid: os.Geteuid(), getenv: os.Getenv, lookPath: exec.LookPath,
-		command: runCommand, newName: func() string { return doctorName(cfg.Runners.NamePrefix) },
+		command: doctorCommand, newName: func() string { return doctorName(cfg.Runners.NamePrefix) },
 		admin: newAdminClient(cfg.Server.AdminListen), prepare: prepareState,
 		cleanupTimeout: 3 * time.Minute,
 	}
@@ -170,7 +170,7 @@ func newDoctorEnv(cfg *config.Config, version string) *doctorEnv {
 	return e
 }
 
-func runCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
+func doctorCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, name, args...).CombinedOutput()
 }
 
@@ -230,18 +230,18 @@ func runDoctor(ctx context.Context, e *doctorEnv, checks []doctorCheck, report f
 
 func runCheck(ctx context.Context, e *doctorEnv, c doctorCheck, done map[string]doctorStatus) checkResult {
 	if c.macOS && e.goos != "darwin" {
-		return skip("macOS only")
+		return checkSkip("macOS only")
 	}
 	if c.local && e.cfg.Backend == config.BackendOrchard {
-		return skip("backend: orchard runs VMs on the Orchard workers, not here")
+		return checkSkip("backend: orchard runs VMs on the Orchard workers, not here")
 	}
 	for _, n := range c.needs {
 		if st, ok := done[n]; ok && (st == doctorFail || st == doctorSkip) {
-			return skip("needs %s", titleOf(n))
+			return checkSkip("needs %s", doctorTitle(n))
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return skip("interrupted")
+		return checkSkip("interrupted")
 	}
 	timeout := c.timeout
 	if timeout == 0 {
@@ -255,7 +255,7 @@ func runCheck(ctx context.Context, e *doctorEnv, c doctorCheck, done map[string]
 	return c.run(cctx, e)
 }
 
-func titleOf(id string) string {
+func doctorTitle(id string) string {
 	for _, c := range doctorChecks() {
 		if c.id == id {
 			return c.title

@@ -37,29 +37,29 @@ const installTart = "install tart (brew install cirruslabs/cli/tart) or set tart
 func checkTart(ctx context.Context, e *doctorEnv) checkResult {
 	path, err := e.lookPath(e.cfg.Tart.Path)
 	if err != nil {
-		return fail(installTart, "tart.path %q not found: %v", e.cfg.Tart.Path, err)
+		return checkFail(installTart, "tart.path %q not found: %v", e.cfg.Tart.Path, err)
 	}
 	raw, err := e.tart.CheckVersion(ctx)
 	var ve *tartvm.VersionError
 	switch {
 	case errors.As(err, &ve):
-		return fail(ve.HostFix(), "%s is tart %s; Tarty needs %s or newer", path, ve.Found, tartvm.MinVersion)
+		return checkFail(ve.HostFix(), "%s is tart %s; Tarty needs %s or newer", path, ve.Found, tartvm.MinVersion)
 	case err != nil:
-		return failErr(err, "check that `"+path+" --version` runs for this user", "%s --version", path)
+		return checkFailErr(err, "check that `"+path+" --version` runs for this user", "%s --version", path)
 	}
 	if v, err := tartvm.ParseVersion(raw); err == nil && v.Snapshot {
-		return warn("install a release: brew install cirruslabs/cli/tart",
+		return checkWarn("install a release: brew install cirruslabs/cli/tart",
 			"%s is a build from source (SNAPSHOT): cannot check it is %s or newer", path, tartvm.MinVersion)
 	}
-	return pass("%s, version %s (Tarty needs %s or newer)", path, raw, tartvm.MinVersion)
+	return checkPass("%s, version %s (Tarty needs %s or newer)", path, raw, tartvm.MinVersion)
 }
 
 func checkNotRoot(_ context.Context, e *doctorEnv) checkResult {
 	if e.uid == 0 {
-		return fail("run Tarty as the GUI user that logs in automatically, never with sudo (deploy/README.md)",
+		return checkFail("run Tarty as the GUI user that logs in automatically, never with sudo (deploy/README.md)",
 			"running as root: Virtualization.framework refuses to start macOS guests for root, and files root leaves in ~/.tart break tart for the user")
 	}
-	return pass("running as uid %d", e.uid)
+	return checkPass("running as uid %d", e.uid)
 }
 
 const setHome = "set HOME and TART_HOME in the LaunchAgent's EnvironmentVariables (deploy/com.tartyci.tarty.plist), or tart.home in the config"
@@ -75,20 +75,20 @@ func checkHome(_ context.Context, e *doctorEnv) checkResult {
 	}
 	switch {
 	case tartHome == "":
-		return fail(setHome, "neither HOME nor TART_HOME is set (launchd gives a daemon no HOME): tart cannot find its VMs")
+		return checkFail(setHome, "neither HOME nor TART_HOME is set (launchd gives a daemon no HOME): tart cannot find its VMs")
 	case e.cfg.Backend == config.BackendOrchard:
 		if home == "" {
-			return warn(setHome, "HOME is not set (launchd gives a daemon none): ssh's default keys are not found")
+			return checkWarn(setHome, "HOME is not set (launchd gives a daemon none): ssh's default keys are not found")
 		}
-		return pass("HOME %s", home)
+		return checkPass("HOME %s", home)
 	}
 	if r := usableDir(tartHome, e.uid); r != nil {
 		return *r
 	}
 	if home == "" {
-		return warn(setHome, "HOME is not set (launchd gives a daemon none): tart uses %s (%s), but ssh's default keys and tart's registry login are not found", tartHome, from)
+		return checkWarn(setHome, "HOME is not set (launchd gives a daemon none): tart uses %s (%s), but ssh's default keys and tart's registry login are not found", tartHome, from)
 	}
-	return pass("HOME %s; TART_HOME %s (%s)", home, tartHome, from)
+	return checkPass("HOME %s; TART_HOME %s (%s)", home, tartHome, from)
 }
 
 // usableDir checks that tart can keep its VMs in dir: a directory this user
@@ -104,29 +104,29 @@ func usableDir(dir string, uid int) *checkResult {
 			}
 			parent = filepath.Dir(parent)
 		}
-		if err := writable(parent); err != nil {
-			r := fail("create it: mkdir -p "+dir, "TART_HOME %s does not exist and cannot be created: %v", dir, err)
+		if err := dirWritable(parent); err != nil {
+			r := checkFail("create it: mkdir -p "+dir, "TART_HOME %s does not exist and cannot be created: %v", dir, err)
 			return &r
 		}
 		return nil // tart creates it
 	}
 	if err != nil {
-		r := fail(chown, "TART_HOME %s: %v", dir, err)
+		r := checkFail(chown, "TART_HOME %s: %v", dir, err)
 		return &r
 	}
 	if !fi.IsDir() {
-		r := fail("set tart.home to a directory", "TART_HOME %s is not a directory", dir)
+		r := checkFail("set tart.home to a directory", "TART_HOME %s is not a directory", dir)
 		return &r
 	}
-	if err := writable(dir); err != nil {
-		r := fail(chown, "TART_HOME %s is not writable: %v", dir, err)
+	if err := dirWritable(dir); err != nil {
+		r := checkFail(chown, "TART_HOME %s is not writable: %v", dir, err)
 		return &r
 	}
 	return nil
 }
 
-// writable creates and removes a file in dir.
-func writable(dir string) error {
+// dirWritable creates and removes a file in dir.
+func dirWritable(dir string) error {
 	f, err := os.CreateTemp(dir, ".tarty-doctor-*")
 	if err != nil {
 		return err
@@ -139,41 +139,41 @@ func checkRunnerImage(ctx context.Context, e *doctorEnv) checkResult {
 	runner, base := e.cfg.Images.Runner, e.cfg.Images.Base
 	ok, err := e.images.Exists(ctx, runner)
 	if err != nil {
-		return failErr(err, "check that `tart list` works for this user", "images.runner %q", runner)
+		return checkFailErr(err, "check that `tart list` works for this user", "images.runner %q", runner)
 	}
 	if !ok {
-		return fail(fmt.Sprintf("make it from the base image: tart clone %s %s", base, runner),
+		return checkFail(fmt.Sprintf("make it from the base image: tart clone %s %s", base, runner),
 			"images.runner %q is not a local tart image", runner)
 	}
 	size, err := e.images.SizeBytes(ctx, runner)
 	if err != nil {
-		return pass("%q exists", runner)
+		return checkPass("%q exists", runner)
 	}
-	return pass("%q exists (%s)", runner, gb(size))
+	return checkPass("%q exists (%s)", runner, gigabytes(size))
 }
 
 func checkBaseImage(ctx context.Context, e *doctorEnv) checkResult {
 	base := e.cfg.Images.Base
 	if base == "" {
-		return skip("no images.base")
+		return checkSkip("no images.base")
 	}
 	ok, err := e.images.Exists(ctx, base)
 	if err != nil {
-		return failErr(err, "check that `tart list` works for this user", "images.base %q", base)
+		return checkFailErr(err, "check that `tart list` works for this user", "images.base %q", base)
 	}
 	switch {
 	case ok && e.images.Remote(base):
-		return pass("OCI image %q is pulled", base)
+		return checkPass("OCI image %q is pulled", base)
 	case ok:
-		return pass("%q exists", base)
+		return checkPass("%q exists", base)
 	case e.images.Remote(base):
-		return warn("pull it now: tart pull "+base,
+		return checkWarn("pull it now: tart pull "+base,
 			"OCI image %q is not pulled yet: the first rebuild pulls it (a macOS image can take an hour)", base)
 	case !e.cfg.Rebuild.Enabled:
-		return warn("create it, or set images.base to an OCI image such as ghcr.io/cirruslabs/macos-sequoia-base:latest",
+		return checkWarn("create it, or set images.base to an OCI image such as ghcr.io/cirruslabs/macos-sequoia-base:latest",
 			"images.base %q is not a local tart image (rebuild.enabled is false: only `tarty rebuild` needs it)", base)
 	}
-	return fail("create it, or set images.base to an OCI image such as ghcr.io/cirruslabs/macos-sequoia-base:latest",
+	return checkFail("create it, or set images.base to an OCI image such as ghcr.io/cirruslabs/macos-sequoia-base:latest",
 		"images.base %q is not a local tart image: the nightly rebuild would fail", base)
 }
 
@@ -182,15 +182,15 @@ func checkDHCPLease(ctx context.Context, e *doctorEnv) checkResult {
 	lease, set, err := tartvm.DHCPLeaseTime(ctx, e.command)
 	switch {
 	case err != nil:
-		return warn(fix, "cannot read bootpd's lease time: %s", oneLineErr(err))
+		return checkWarn(fix, "cannot read bootpd's lease time: %s", oneLineErr(err))
 	case !set:
-		return warn(fix, "bootpd has no DHCPLeaseTimeSecs: it leases each VM's address for %d s, so after ~250 VMs in a day new VMs get no address",
+		return checkWarn(fix, "bootpd has no DHCPLeaseTimeSecs: it leases each VM's address for %d s, so after ~250 VMs in a day new VMs get no address",
 			int(tartvm.DefaultDHCPLeaseTime.Seconds()))
 	case lease > tartvm.MaxDHCPLeaseTime:
-		return warn(fix, "bootpd leases addresses for %d s (more than %d s): every VM has a new MAC address, so the pool can run out",
+		return checkWarn(fix, "bootpd leases addresses for %d s (more than %d s): every VM has a new MAC address, so the pool can run out",
 			int(lease.Seconds()), int(tartvm.MaxDHCPLeaseTime.Seconds()))
 	}
-	return pass("bootpd leases addresses for %d s", int(lease.Seconds()))
+	return checkPass("bootpd leases addresses for %d s", int(lease.Seconds()))
 }
 
 // doctorDiskMargin is what the nightly rebuild keeps free beyond a clone.
@@ -200,29 +200,29 @@ func checkDisk(ctx context.Context, e *doctorEnv) checkResult {
 	runner := e.cfg.Images.Runner
 	free, err := e.tart.FreeDisk()
 	if err != nil {
-		return failErr(err, "set tart.home to a directory on a volume with room for the images", "free disk")
+		return checkFailErr(err, "set tart.home to a directory on a volume with room for the images", "free disk")
 	}
 	size, err := e.images.SizeBytes(ctx, runner)
 	if err != nil {
-		return failErr(err, "check that `tart list` works for this user", "size of %q", runner)
+		return checkFailErr(err, "check that `tart list` works for this user", "size of %q", runner)
 	}
 	fix := "free space on the volume of TART_HOME (tart's OCI cache: tart prune --entries caches --older-than 7)"
 	switch {
 	case free < size+doctorDiskMargin:
-		return fail(fix, "%s free; a clone of %q can grow to %s and %s are kept spare: the nightly rebuild refuses to start",
-			gb(free), runner, gb(size), gb(doctorDiskMargin))
+		return checkFail(fix, "%s free; a clone of %q can grow to %s and %s are kept spare: the nightly rebuild refuses to start",
+			gigabytes(free), runner, gigabytes(size), gigabytes(doctorDiskMargin))
 	case free < 2*size+doctorDiskMargin:
-		return warn(fix, "%s free; a runner and the rebuild beside it can each grow to %s (%q), with %s kept spare",
-			gb(free), gb(size), runner, gb(doctorDiskMargin))
+		return checkWarn(fix, "%s free; a runner and the rebuild beside it can each grow to %s (%q), with %s kept spare",
+			gigabytes(free), gigabytes(size), runner, gigabytes(doctorDiskMargin))
 	}
-	return pass("%s free; a clone of %q can grow to %s", gb(free), runner, gb(size))
+	return checkPass("%s free; a clone of %q can grow to %s", gigabytes(free), runner, gigabytes(size))
 }
 
-func gb(n uint64) string { return fmt.Sprintf("%.1f GB", float64(n)/1e9) }
+func gigabytes(n uint64) string { return fmt.Sprintf("%.1f GB", float64(n)/1e9) }
 
 func checkSoftnet(_ context.Context, e *doctorEnv) checkResult {
 	if !e.cfg.Runners.Softnet {
-		return skip("runners.softnet is off")
+		return checkSkip("runners.softnet is off")
 	}
 	const install = "brew install cirruslabs/cli/softnet (or set runners.softnet: false)"
 	var candidates []string
@@ -238,25 +238,25 @@ func checkSoftnet(_ context.Context, e *doctorEnv) checkResult {
 			continue
 		}
 		if fi.Mode()&os.ModeSetuid == 0 {
-			return warn(fmt.Sprintf("sudo chown root %s && sudo chmod u+s %s", p, p),
+			return checkWarn(fmt.Sprintf("sudo chown root %s && sudo chmod u+s %s", p, p),
 				"%s is not setuid root: tart would ask for sudo to fix it, which a daemon cannot answer", p)
 		}
-		return pass("%s (setuid)", p)
+		return checkPass("%s (setuid)", p)
 	}
-	return fail(install, "runners.softnet is on but softnet is not installed (not in PATH nor beside tart): every VM would fail to boot")
+	return checkFail(install, "runners.softnet is on but softnet is not installed (not in PATH nor beside tart): every VM would fail to boot")
 }
 
 func checkWebhookSecret(_ context.Context, e *doctorEnv) checkResult {
 	s := e.cfg.GitHub.WebhookSecret
 	switch {
 	case !s.IsSet():
-		return fail("set TARTY_WEBHOOK_SECRET, github.webhook_secret_file or github.webhook_secret to the webhook's secret",
+		return checkFail("set TARTY_WEBHOOK_SECRET, github.webhook_secret_file or github.webhook_secret to the webhook's secret",
 			"not set: every delivery would be refused")
 	case len(strings.TrimSpace(s.Reveal())) < 16:
-		return warn("use a long random secret (openssl rand -hex 32) in GitHub's webhook settings and in Tarty",
+		return checkWarn("use a long random secret (openssl rand -hex 32) in GitHub's webhook settings and in Tarty",
 			"set (not shown), but shorter than 16 characters")
 	}
-	return pass("set (not shown)")
+	return checkPass("set (not shown)")
 }
 
 func checkAdmin(ctx context.Context, e *doctorEnv) checkResult {
@@ -264,10 +264,10 @@ func checkAdmin(ctx context.Context, e *doctorEnv) checkResult {
 	up, err := e.daemon(ctx)
 	switch {
 	case up:
-		return info("a Tarty daemon answers on %s (tarty status shows what it does)", addr)
+		return checkInfo("a Tarty daemon answers on %s (tarty status shows what it does)", addr)
 	case errors.Is(err, errNoDaemon):
-		return info("no daemon answers on %s (tarty run listens there)", addr)
+		return checkInfo("no daemon answers on %s (tarty run listens there)", addr)
 	}
-	return warn("stop what listens on "+addr+", or set server.admin_listen to a free loopback port",
+	return checkWarn("stop what listens on "+addr+", or set server.admin_listen to a free loopback port",
 		"something that is not Tarty answers on %s: %s", addr, oneLineErr(err))
 }

@@ -21,7 +21,7 @@ func (e *doctorEnv) githubScope() string {
 
 func checkGitHub(ctx context.Context, e *doctorEnv) checkResult {
 	if e.ghErr != nil {
-		return fail("check github.app.id, github.app.installation_id and github.app.private_key_file",
+		return checkFail("check github.app.id, github.app.installation_id and github.app.private_key_file",
 			"cannot build the GitHub client: %s", oneLineErr(e.ghErr))
 	}
 	auth := "token"
@@ -29,7 +29,7 @@ func checkGitHub(ctx context.Context, e *doctorEnv) checkResult {
 		auth = fmt.Sprintf("GitHub App %d, installation %d", e.cfg.GitHub.App.ID, e.cfg.GitHub.App.InstallationID)
 	}
 	if err := e.gh.CheckAccess(ctx); err != nil {
-		return failErr(err, githubPermissions, "%s (%s)", e.githubScope(), auth)
+		return checkFailErr(err, githubPermissions, "%s (%s)", e.githubScope(), auth)
 	}
 	server := "github.com"
 	if v, err := e.gh.EnterpriseVersion(ctx); err == nil && v != "" {
@@ -37,7 +37,7 @@ func checkGitHub(ctx context.Context, e *doctorEnv) checkResult {
 	} else if e.cfg.GitHub.URL != ghapi.DefaultBaseURL {
 		server = e.cfg.GitHub.URL
 	}
-	return pass("%s on %s (%s): credentials work, runners and workflow runs readable", e.githubScope(), server, auth)
+	return checkPass("%s on %s (%s): credentials work, runners and workflow runs readable", e.githubScope(), server, auth)
 }
 
 // checkJIT registers a just-in-time runner under a throwaway name and removes
@@ -53,16 +53,16 @@ func checkJIT(ctx context.Context, e *doctorEnv) checkResult {
 		// interruption or a timeout): remove it by name.
 		e.removeRunnerNamed(rctx, name)
 		if errors.Is(err, ghapi.ErrJITUnsupported) {
-			return failErr(err, "upgrade GitHub Enterprise Server to 3.10 or later",
+			return checkFailErr(err, "upgrade GitHub Enterprise Server to 3.10 or later",
 				"this GitHub Enterprise Server is too old for just-in-time runners, which Tarty needs")
 		}
-		return failErr(err, githubPermissions, "cannot register a runner in %s", e.githubScope())
+		return checkFailErr(err, githubPermissions, "cannot register a runner in %s", e.githubScope())
 	}
 	if err := e.gh.RemoveRunner(rctx, id); err != nil {
-		return warn(fmt.Sprintf("remove runner %s in %s's Settings > Actions > Runners (GitHub drops an unused one after a day)", name, e.githubScope()),
+		return checkWarn(fmt.Sprintf("remove runner %s in %s's Settings > Actions > Runners (GitHub drops an unused one after a day)", name, e.githubScope()),
 			"registered runner %s (id %d) but could not remove it: %s", name, id, oneLineErr(err))
 	}
-	return pass("registered just-in-time runner %s in %s with labels %s, and removed it",
+	return checkPass("registered just-in-time runner %s in %s with labels %s, and removed it",
 		name, e.githubScope(), strings.Join(e.gh.Labels(), ","))
 }
 
@@ -87,15 +87,15 @@ func checkRunnerGroup(ctx context.Context, e *doctorEnv) checkResult {
 	a, ok, err := e.gh.RunnerGroupAccess(ctx)
 	switch {
 	case err != nil:
-		return failErr(err, "check github.runner_group", "runner group %q", e.cfg.GitHub.RunnerGroup)
+		return checkFailErr(err, "check github.runner_group", "runner group %q", e.cfg.GitHub.RunnerGroup)
 	case !ok:
-		return skip("%s: repository runners belong to no runner group", e.githubScope())
+		return checkSkip("%s: repository runners belong to no runner group", e.githubScope())
 	}
 	var serves string
 	switch a.Visibility {
 	case "selected":
 		if len(a.Repositories) == 0 {
-			return warn(fmt.Sprintf("add repositories to group %q in the organization's Settings > Actions > Runner groups, or give it access to all repositories", a.Name),
+			return checkWarn(fmt.Sprintf("add repositories to group %q in the organization's Settings > Actions > Runner groups, or give it access to all repositories", a.Name),
 				"group %q (id %d) is limited to selected repositories and has none: no job will ever reach Tarty", a.Name, a.ID)
 		}
 		names := a.Repositories
@@ -114,5 +114,5 @@ func checkRunnerGroup(ctx context.Context, e *doctorEnv) checkResult {
 	if a.AllowsPublicRepositories && a.Visibility != "private" {
 		public = "public repositories allowed: anyone who can open a pull request there may run code on this Mac"
 	}
-	return pass("group %q (id %d) serves %s; %s", a.Name, a.ID, serves, public)
+	return checkPass("group %q (id %d) serves %s; %s", a.Name, a.ID, serves, public)
 }

@@ -24,24 +24,24 @@ var errDoctorVMExited = errors.New("the VM stopped")
 func checkSSH(ctx context.Context, e *doctorEnv) (res checkResult) {
 	runner, prefix := e.cfg.Images.Runner, e.cfg.Runners.NamePrefix
 	if up, _ := e.daemon(ctx); up {
-		return warn("stop the daemon (launchctl bootout gui/$(id -u)/com.tartyci.tarty), run tarty doctor, then start it again",
+		return checkWarn("stop the daemon (launchctl bootout gui/$(id -u)/com.tartyci.tarty), run tarty doctor, then start it again",
 			"not run: a daemon answers on %s; it deletes VMs with its prefix that it did not start, and would launch into the slot this check takes",
 			e.cfg.Server.AdminListen)
 	}
 	if e.guestErr != nil {
-		return fail("check ssh.key_file, ssh.password and ssh.client", "cannot build the SSH client: %s", oneLineErr(e.guestErr))
+		return checkFail("check ssh.key_file, ssh.password and ssh.client", "cannot build the SSH client: %s", oneLineErr(e.guestErr))
 	}
 	if _, err := e.prepare(e.cfg.StateDir); err != nil {
-		return failErr(err, "check state_dir", "state_dir %s", e.cfg.StateDir)
+		return checkFailErr(err, "check state_dir", "state_dir %s", e.cfg.StateDir)
 	}
 
 	capacity, err := e.backend.Capacity(ctx)
 	if err != nil {
-		return failErr(err, "check that `tart list` works for this user", "reading the VM budget")
+		return checkFailErr(err, "check that `tart list` works for this user", "reading the VM budget")
 	}
 	vms, err := e.backend.VMs(ctx, prefix+"-")
 	if err != nil {
-		return failErr(err, "check that `tart list` works for this user", "listing Tarty's VMs")
+		return checkFailErr(err, "check that `tart list` works for this user", "listing Tarty's VMs")
 	}
 	var ours []string
 	for _, vm := range vms {
@@ -50,9 +50,9 @@ func checkSSH(ctx context.Context, e *doctorEnv) (res checkResult) {
 		}
 	}
 	if capacity.Slots-len(ours) <= 0 {
-		return warn("run tarty doctor again when one of them has stopped",
+		return checkWarn("run tarty doctor again when one of them has stopped",
 			"not run: no free VM slot (macOS runs at most %d macOS VMs; running: %s)",
-			tartvm.DefaultHostLimit, runningList(capacity.Foreign, ours))
+			tartvm.DefaultHostLimit, runningVMsList(capacity.Foreign, ours))
 	}
 
 	// The whole launch is bounded like a runner's boot.
@@ -88,11 +88,11 @@ func checkSSH(ctx context.Context, e *doctorEnv) (res checkResult) {
 	}()
 
 	if err := e.backend.Create(ctx, runner, name); err != nil {
-		return failErr(err, "check that `tart clone "+runner+" "+name+"` works for this user", "cloning %q to %s", runner, name)
+		return checkFailErr(err, "check that `tart clone "+runner+" "+name+"` works for this user", "cloning %q to %s", runner, name)
 	}
 	exited, err := e.backend.Boot(ctx, name)
 	if err != nil {
-		return failErr(err, "check that `tart run "+name+"` works for this user", "booting %s", name)
+		return checkFailErr(err, "check that `tart run "+name+"` works for this user", "booting %s", name)
 	}
 	// From here on, the VM stopping ends the step that waits on it.
 	vctx, stop := context.WithCancelCause(ctx)
@@ -117,33 +117,33 @@ func checkSSH(ctx context.Context, e *doctorEnv) (res checkResult) {
 
 	addr, err := e.backend.Address(vctx, name, bound)
 	if err != nil {
-		return failErr(why(err), "if VMs get no address: "+tartvm.DHCPLeaseFix+", then sudo rm /var/db/dhcpd_leases",
+		return checkFailErr(why(err), "if VMs get no address: "+tartvm.DHCPLeaseFix+", then sudo rm /var/db/dhcpd_leases",
 			"no IP address for %s", name)
 	}
 	target := fmt.Sprintf("%s@%s:%d", e.cfg.SSH.User, addr, e.cfg.SSH.Port)
 	if err := e.guest.WaitReady(vctx, runner, addr); err != nil {
 		var hk *sshexec.HostKeyError
 		if errors.As(err, &hk) {
-			return fail("if you re-pulled or rebuilt "+runner+" by hand: tarty forget-host-key "+runner,
+			return checkFail("if you re-pulled or rebuilt "+runner+" by hand: tarty forget-host-key "+runner,
 				"logging in to %s: %s", name, oneLineErr(err))
 		}
-		return failErr(why(err), "enable Remote Login in the image and check ssh.user, ssh.key_file and ssh.password; "+
+		return checkFailErr(why(err), "enable Remote Login in the image and check ssh.user, ssh.key_file and ssh.password; "+
 			"`no route to host` is macOS Local Network privacy: ssh.client: openssh (README Troubleshooting)", "logging in to %s", name)
 	}
 	check := "test -x " + doctorShellPath(e.cfg.Runners.WorkDir) + "/run.sh"
 	if err := e.guest.Run(vctx, runner, addr, check, nil, nil, nil); err != nil {
 		var exit *sshexec.ExitError
 		if errors.As(err, &exit) {
-			return fail("install the GitHub Actions runner in the image at runners.work_dir (cirruslabs base images have it in ~/actions-runner), or set runners.work_dir",
+			return checkFail("install the GitHub Actions runner in the image at runners.work_dir (cirruslabs base images have it in ~/actions-runner), or set runners.work_dir",
 				"ssh %s works, but there is no executable %s/run.sh in image %q", target, e.cfg.Runners.WorkDir, runner)
 		}
-		return failErr(why(err), "check the guest's sshd", "ssh %s: checking run.sh", target)
+		return checkFailErr(why(err), "check the guest's sshd", "ssh %s: checking run.sh", target)
 	}
-	return pass("booted %s from %q, ssh %s works, %s/run.sh is there (%s); the VM is deleted",
+	return checkPass("booted %s from %q, ssh %s works, %s/run.sh is there (%s); the VM is deleted",
 		name, runner, target, e.cfg.Runners.WorkDir, time.Since(began).Round(time.Second))
 }
 
-func runningList(foreign, ours []string) string {
+func runningVMsList(foreign, ours []string) string {
 	var parts []string
 	if len(foreign) > 0 {
 		parts = append(parts, "other macOS VMs "+strings.Join(foreign, ", "))

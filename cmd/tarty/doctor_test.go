@@ -179,12 +179,12 @@ func (f *doctorFixture) noDoctorVM() {
 			f.t.Errorf("throwaway VM %s left behind (VMs: %v)", vm, f.vms())
 		}
 	}
-	pollUntil(f.t, "the throwaway VM's tart run to end", 20*time.Second, func() bool { return f.tart.RunningPID(doctorVM) == 0 })
+	doctorPoll(f.t, "the throwaway VM's tart run to end", 20*time.Second, func() bool { return f.tart.RunningPID(doctorVM) == 0 })
 }
 
-// pollUntil polls cond every 10 ms until it holds, failing after limit. It
+// doctorPoll polls cond every 10 ms until it holds, failing after limit. It
 // may run outside the test goroutine (it then only reports the failure).
-func pollUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func doctorPoll(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -198,7 +198,7 @@ func pollUntil(t *testing.T, what string, limit time.Duration, cond func() bool)
 func (f *doctorFixture) setTart(c faketart.Config) { f.tart.SetConfig(c) }
 
 // answering starts an HTTP server standing in for the admin listener.
-func answering(t *testing.T, f *doctorFixture, status int, body string) {
+func fakeAdmin(t *testing.T, f *doctorFixture, status int, body string) {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -209,7 +209,7 @@ func answering(t *testing.T, f *doctorFixture, status int, body string) {
 	f.env.admin = newAdminClient(strings.TrimPrefix(srv.URL, "http://"))
 }
 
-func expect(t *testing.T, r checkResult, status doctorStatus, wants ...string) {
+func expectCheck(t *testing.T, r checkResult, status doctorStatus, wants ...string) {
 	t.Helper()
 	if r.status != status {
 		t.Errorf("status %s, want %s: %s (fix: %s)", r.status, status, r.detail, r.fix)
@@ -233,104 +233,104 @@ func expect(t *testing.T, r checkResult, status doctorStatus, wants ...string) {
 func TestDoctorTart(t *testing.T) {
 	t.Run("pass", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		expect(t, f.run("tart"), doctorPass, f.tart.Bin, faketart.DefaultVersion, "needs "+tartvm.MinVersion.String())
+		expectCheck(t, f.run("tart"), doctorPass, f.tart.Bin, faketart.DefaultVersion, "needs "+tartvm.MinVersion.String())
 	})
 	t.Run("too old", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.setTart(faketart.Config{Version: "2.9.1"})
-		expect(t, f.run("tart"), doctorFail, "2.9.1", tartvm.MinVersion.String(), "brew upgrade")
+		expectCheck(t, f.run("tart"), doctorFail, "2.9.1", tartvm.MinVersion.String(), "brew upgrade")
 	})
 	t.Run("not found", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Tart.Path = filepath.Join(f.dir, "no-tart") }})
-		expect(t, f.run("tart"), doctorFail, "not found", "brew install cirruslabs/cli/tart")
+		expectCheck(t, f.run("tart"), doctorFail, "not found", "brew install cirruslabs/cli/tart")
 	})
 	t.Run("build from source", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.setTart(faketart.Config{Version: "SNAPSHOT"})
-		expect(t, f.run("tart"), doctorWarn, "SNAPSHOT")
+		expectCheck(t, f.run("tart"), doctorWarn, "SNAPSHOT")
 	})
 }
 
 func TestDoctorNotRoot(t *testing.T) {
 	f := newDoctorFixture(t, fixtureOpts{})
-	expect(t, f.run("root"), doctorPass, "uid 501")
+	expectCheck(t, f.run("root"), doctorPass, "uid 501")
 	f.env.uid = 0
-	expect(t, f.run("root"), doctorFail, "running as root", "never with sudo")
+	expectCheck(t, f.run("root"), doctorFail, "running as root", "never with sudo")
 }
 
 func TestDoctorHome(t *testing.T) {
 	t.Run("pass", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		expect(t, f.run("home"), doctorPass, "HOME "+f.dir, f.tart.Home, "tart.home")
+		expectCheck(t, f.run("home"), doctorPass, "HOME "+f.dir, f.tart.Home, "tart.home")
 	})
 	t.Run("TART_HOME from HOME", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Tart.Home = "" }})
-		expect(t, f.run("home"), doctorPass, filepath.Join(f.dir, ".tart"), "$HOME/.tart")
+		expectCheck(t, f.run("home"), doctorPass, filepath.Join(f.dir, ".tart"), "$HOME/.tart")
 	})
 	t.Run("neither", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Tart.Home = "" }})
 		f.env.getenv = func(string) string { return "" }
-		expect(t, f.run("home"), doctorFail, "neither HOME nor TART_HOME", "EnvironmentVariables")
+		expectCheck(t, f.run("home"), doctorFail, "neither HOME nor TART_HOME", "EnvironmentVariables")
 	})
 	t.Run("no HOME, tart.home set", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.env.getenv = func(string) string { return "" }
-		expect(t, f.run("home"), doctorWarn, "HOME is not set", f.tart.Home)
+		expectCheck(t, f.run("home"), doctorWarn, "HOME is not set", f.tart.Home)
 	})
 	t.Run("TART_HOME not a directory", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Tart.Home = filepath.Join(f.dir, "tarty.yaml") }})
-		expect(t, f.run("home"), doctorFail, "is not a directory")
+		expectCheck(t, f.run("home"), doctorFail, "is not a directory")
 	})
 	t.Run("TART_HOME not created yet", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Tart.Home = filepath.Join(f.dir, "a", "b") }})
-		expect(t, f.run("home"), doctorPass, filepath.Join(f.dir, "a", "b"))
+		expectCheck(t, f.run("home"), doctorPass, filepath.Join(f.dir, "a", "b"))
 	})
 }
 
 func TestDoctorImages(t *testing.T) {
 	t.Run("both exist", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		expect(t, f.run("runner-image"), doctorPass, `"runner-image" exists`, "1.0 GB")
-		expect(t, f.run("base-image"), doctorPass, `"base-image" exists`)
+		expectCheck(t, f.run("runner-image"), doctorPass, `"runner-image" exists`, "1.0 GB")
+		expectCheck(t, f.run("base-image"), doctorPass, `"base-image" exists`)
 	})
 	t.Run("runner missing", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Images.Runner = "gone" }})
-		expect(t, f.run("runner-image"), doctorFail, `"gone" is not a local tart image`, "tart clone base-image gone")
+		expectCheck(t, f.run("runner-image"), doctorFail, `"gone" is not a local tart image`, "tart clone base-image gone")
 	})
 	t.Run("tart list fails", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.setTart(faketart.Config{Faults: []faketart.Fault{{Verb: "list", Fail: "boom"}}})
-		expect(t, f.run("runner-image"), doctorFail, "boom")
+		expectCheck(t, f.run("runner-image"), doctorFail, "boom")
 	})
 	t.Run("base missing", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Images.Base = "gone" }})
-		expect(t, f.run("base-image"), doctorFail, `"gone" is not a local tart image`, "nightly rebuild")
+		expectCheck(t, f.run("base-image"), doctorFail, `"gone" is not a local tart image`, "nightly rebuild")
 	})
 	t.Run("base missing, rebuild off", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Images.Base, f.cfg.Rebuild.Enabled = "gone", false }})
-		expect(t, f.run("base-image"), doctorWarn, "rebuild.enabled is false")
+		expectCheck(t, f.run("base-image"), doctorWarn, "rebuild.enabled is false")
 	})
 	const oci = "ghcr.io/cirruslabs/macos-sequoia-base:latest"
 	t.Run("OCI base pulled", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Images.Base = oci }})
 		f.tart.SeedOCI(oci, faketart.VMOptions{DiskGB: 1})
-		expect(t, f.run("base-image"), doctorPass, "is pulled")
+		expectCheck(t, f.run("base-image"), doctorPass, "is pulled")
 	})
 	t.Run("OCI base not pulled", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.Images.Base = oci }})
-		expect(t, f.run("base-image"), doctorWarn, "not pulled yet", "tart pull "+oci)
+		expectCheck(t, f.run("base-image"), doctorWarn, "not pulled yet", "tart pull "+oci)
 	})
 }
 
 func TestDoctorDHCPLease(t *testing.T) {
 	f := newDoctorFixture(t, fixtureOpts{})
-	expect(t, f.run("dhcp"), doctorPass, "600 s")
+	expectCheck(t, f.run("dhcp"), doctorPass, "600 s")
 	f.dflts = "{\n    DHCPLeaseTimeSecs = 86400;\n}\n"
-	expect(t, f.run("dhcp"), doctorWarn, "86400 s", "DHCPLeaseTimeSecs -int 600")
+	expectCheck(t, f.run("dhcp"), doctorWarn, "86400 s", "DHCPLeaseTimeSecs -int 600")
 	f.dflts = "The domain/default pair of (" + tartvm.InternetSharingPlist + ", bootpd) does not exist"
-	expect(t, f.run("dhcp"), doctorWarn, "no DHCPLeaseTimeSecs", tartvm.DHCPLeaseFix)
+	expectCheck(t, f.run("dhcp"), doctorWarn, "no DHCPLeaseTimeSecs", tartvm.DHCPLeaseFix)
 	f.env.goos = "linux"
-	expect(t, f.run("dhcp"), doctorSkip, "macOS only")
+	expectCheck(t, f.run("dhcp"), doctorSkip, "macOS only")
 }
 
 func TestDoctorDisk(t *testing.T) {
@@ -341,22 +341,22 @@ func TestDoctorDisk(t *testing.T) {
 	}
 	const margin = doctorDiskMargin
 	if free < margin+4e9 {
-		t.Skipf("only %s free here", gb(free))
+		t.Skipf("only %s free here", gigabytes(free))
 	}
-	expect(t, f.run("disk"), doctorPass, "free", "1.0 GB")
+	expectCheck(t, f.run("disk"), doctorPass, "free", "1.0 GB")
 
 	// The runner image's apparent size decides (its disk.img is sparse).
 	f.tart.Seed("runner-image", faketart.VMOptions{DiskGB: int(free/1e9) + 2})
-	expect(t, f.run("disk"), doctorFail, "nightly rebuild refuses", "tart prune")
+	expectCheck(t, f.run("disk"), doctorFail, "nightly rebuild refuses", "tart prune")
 	f.tart.Seed("runner-image", faketart.VMOptions{DiskGB: int(float64(free-margin) * 0.75 / 1e9)})
-	expect(t, f.run("disk"), doctorWarn, "a runner and the rebuild beside it")
+	expectCheck(t, f.run("disk"), doctorWarn, "a runner and the rebuild beside it")
 }
 
 func TestDoctorSoftnet(t *testing.T) {
 	f := newDoctorFixture(t, fixtureOpts{})
-	expect(t, f.run("softnet"), doctorSkip, "runners.softnet is off")
+	expectCheck(t, f.run("softnet"), doctorSkip, "runners.softnet is off")
 	f.cfg.Runners.Softnet = true
-	expect(t, f.run("softnet"), doctorFail, "not installed", "brew install cirruslabs/cli/softnet")
+	expectCheck(t, f.run("softnet"), doctorFail, "not installed", "brew install cirruslabs/cli/softnet")
 
 	softnet := filepath.Join(f.dir, "bin", "softnet")
 	if err := os.MkdirAll(filepath.Dir(softnet), 0o755); err != nil {
@@ -372,29 +372,29 @@ func TestDoctorSoftnet(t *testing.T) {
 		}
 		return look(file)
 	}
-	expect(t, f.run("softnet"), doctorWarn, "not setuid root", "chmod u+s "+softnet)
+	expectCheck(t, f.run("softnet"), doctorWarn, "not setuid root", "chmod u+s "+softnet)
 	if err := os.Chmod(softnet, 0o755|os.ModeSetuid); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, f.run("softnet"), doctorPass, softnet)
+	expectCheck(t, f.run("softnet"), doctorPass, softnet)
 	f.env.goos = "linux"
-	expect(t, f.run("softnet"), doctorSkip, "macOS only")
+	expectCheck(t, f.run("softnet"), doctorSkip, "macOS only")
 }
 
 func TestDoctorGitHub(t *testing.T) {
 	t.Run("pass", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		expect(t, f.run("github"), doctorPass, "organization acme", "credentials work", "(token)")
+		expectCheck(t, f.run("github"), doctorPass, "organization acme", "credentials work", "(token)")
 	})
 	t.Run("GitHub Enterprise Server", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{gh: fakegithub.Config{EnterpriseVersion: "3.12.1"},
 			ghURL: (*fakegithub.Server).EnterpriseURL})
-		expect(t, f.run("github"), doctorPass, "GitHub Enterprise Server 3.12.1")
+		expectCheck(t, f.run("github"), doctorPass, "GitHub Enterprise Server 3.12.1")
 	})
 	t.Run("bad token", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.GitHub.Token = "ghp_wrong_token_value" }})
 		r := f.run("github")
-		expect(t, r, doctorFail, "credentials were rejected")
+		expectCheck(t, r, doctorFail, "credentials were rejected")
 		if strings.Contains(r.detail+r.fix, "ghp_wrong_token_value") {
 			t.Error("the token is printed")
 		}
@@ -402,19 +402,19 @@ func TestDoctorGitHub(t *testing.T) {
 	t.Run("no permission for runners", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.gh.Inject(fakegithub.Fault{Path: "/orgs/acme/actions/runners", Kind: fakegithub.Forbidden, Times: -1})
-		expect(t, f.run("github"), doctorFail, "Self-hosted runners: read and write")
+		expectCheck(t, f.run("github"), doctorFail, "Self-hosted runners: read and write")
 	})
 	t.Run("client cannot be built", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.env.ghErr = errors.New("github client: App private key: bad PEM")
-		expect(t, f.run("github"), doctorFail, "bad PEM", "github.app.private_key_file")
+		expectCheck(t, f.run("github"), doctorFail, "bad PEM", "github.app.private_key_file")
 	})
 }
 
 func TestDoctorJIT(t *testing.T) {
 	t.Run("registered and removed", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		expect(t, f.run("jit"), doctorPass, doctorVM, "removed it", "self-hosted")
+		expectCheck(t, f.run("jit"), doctorPass, doctorVM, "removed it", "self-hosted")
 		jits := f.gh.JITRequests()
 		if len(jits) != 1 || jits[0].Name != doctorVM {
 			t.Fatalf("JIT requests %+v", jits)
@@ -426,17 +426,17 @@ func TestDoctorJIT(t *testing.T) {
 	t.Run("GHES too old", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{gh: fakegithub.Config{EnterpriseVersion: "3.9.2"},
 			ghURL: (*fakegithub.Server).EnterpriseURL})
-		expect(t, f.run("jit"), doctorFail, "too old for just-in-time runners", "3.9.2", "3.10 or later")
+		expectCheck(t, f.run("jit"), doctorFail, "too old for just-in-time runners", "3.9.2", "3.10 or later")
 	})
 	t.Run("Actions disabled", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.gh.SetActionsEnabled("", false)
-		expect(t, f.run("jit"), doctorFail, "cannot register a runner", "enable GitHub Actions")
+		expectCheck(t, f.run("jit"), doctorFail, "cannot register a runner", "enable GitHub Actions")
 	})
 	t.Run("removal fails", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.gh.Inject(fakegithub.Fault{Method: "DELETE", Path: "/orgs/acme/actions/runners/*", Kind: fakegithub.ServerError, Times: -1})
-		expect(t, f.run("jit"), doctorWarn, "could not remove it", "Settings > Actions > Runners")
+		expectCheck(t, f.run("jit"), doctorWarn, "could not remove it", "Settings > Actions > Runners")
 	})
 	t.Run("removed although interrupted", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
@@ -445,11 +445,11 @@ func TestDoctorJIT(t *testing.T) {
 		// Interrupted as soon as GitHub registered the runner, before or
 		// after its answer arrived: the runner is removed either way.
 		go func() {
-			pollUntil(t, "the JIT registration", 20*time.Second, func() bool { return len(f.gh.JITRequests()) > 0 })
+			doctorPoll(t, "the JIT registration", 20*time.Second, func() bool { return len(f.gh.JITRequests()) > 0 })
 			cancel()
 		}()
 		f.runCtx(ctx, "jit")
-		pollUntil(t, "the interruption", 20*time.Second, func() bool { return ctx.Err() != nil })
+		doctorPoll(t, "the interruption", 20*time.Second, func() bool { return ctx.Err() != nil })
 		if rs := f.gh.Runners(); len(rs) != 0 {
 			t.Errorf("runners left: %+v", rs)
 		}
@@ -459,60 +459,60 @@ func TestDoctorJIT(t *testing.T) {
 func TestDoctorRunnerGroup(t *testing.T) {
 	t.Run("default group", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		expect(t, f.run("group"), doctorPass, `group "Default" (id 1) serves all repositories`, "public repositories not allowed")
+		expectCheck(t, f.run("group"), doctorPass, `group "Default" (id 1) serves all repositories`, "public repositories not allowed")
 	})
 	t.Run("selected repositories", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{extra: "", mutate: func(f *doctorFixture) { f.cfg.GitHub.RunnerGroup = "macs" }})
 		f.gh.AddRepo("web")
 		f.gh.AddRunnerGroupWith(fakegithub.RunnerGroup{Name: "macs", Visibility: "selected", AllowsPublicRepositories: true,
 			Repositories: []string{"web", "app"}})
-		expect(t, f.run("group"), doctorPass, "2 selected repositories: acme/app, acme/web", "public repositories allowed")
+		expectCheck(t, f.run("group"), doctorPass, "2 selected repositories: acme/app, acme/web", "public repositories allowed")
 	})
 	t.Run("selected, none", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.GitHub.RunnerGroup = "macs" }})
 		f.gh.AddRunnerGroupWith(fakegithub.RunnerGroup{Name: "macs", Visibility: "selected"})
-		expect(t, f.run("group"), doctorWarn, "has none", "Runner groups")
+		expectCheck(t, f.run("group"), doctorWarn, "has none", "Runner groups")
 	})
 	t.Run("missing", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{mutate: func(f *doctorFixture) { f.cfg.GitHub.RunnerGroup = "macs" }})
-		expect(t, f.run("group"), doctorFail, "no such runner group (it has: Default)", "github.runner_group")
+		expectCheck(t, f.run("group"), doctorFail, "no such runner group (it has: Default)", "github.runner_group")
 	})
 	t.Run("repository runners", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{extra: "", mutate: func(f *doctorFixture) { f.cfg.GitHub.Repository = "app" }})
-		expect(t, f.run("group"), doctorSkip, "repository acme/app")
+		expectCheck(t, f.run("group"), doctorSkip, "repository acme/app")
 	})
 }
 
 func TestDoctorWebhookSecret(t *testing.T) {
 	f := newDoctorFixture(t, fixtureOpts{})
-	expect(t, f.run("webhook-secret"), doctorPass, "not shown")
+	expectCheck(t, f.run("webhook-secret"), doctorPass, "not shown")
 	f.cfg.GitHub.WebhookSecret = "short"
-	expect(t, f.run("webhook-secret"), doctorWarn, "shorter than 16", "openssl rand -hex 32")
+	expectCheck(t, f.run("webhook-secret"), doctorWarn, "shorter than 16", "openssl rand -hex 32")
 	f.cfg.GitHub.WebhookSecret = ""
-	expect(t, f.run("webhook-secret"), doctorFail, "not set", "TARTY_WEBHOOK_SECRET")
+	expectCheck(t, f.run("webhook-secret"), doctorFail, "not set", "TARTY_WEBHOOK_SECRET")
 }
 
 func TestDoctorAdmin(t *testing.T) {
 	t.Run("no daemon", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		expect(t, f.run("admin"), doctorInfo, "no daemon answers on "+f.cfg.Server.AdminListen)
+		expectCheck(t, f.run("admin"), doctorInfo, "no daemon answers on "+f.cfg.Server.AdminListen)
 	})
 	t.Run("daemon", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		answering(t, f, http.StatusOK, `{"status":"ok"}`)
-		expect(t, f.run("admin"), doctorInfo, "a Tarty daemon answers")
+		fakeAdmin(t, f, http.StatusOK, `{"status":"ok"}`)
+		expectCheck(t, f.run("admin"), doctorInfo, "a Tarty daemon answers")
 	})
 	t.Run("something else", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
-		answering(t, f, http.StatusNotFound, `{"message":"Not Found"}`)
-		expect(t, f.run("admin"), doctorWarn, "not Tarty", "server.admin_listen")
+		fakeAdmin(t, f, http.StatusNotFound, `{"message":"Not Found"}`)
+		expectCheck(t, f.run("admin"), doctorWarn, "not Tarty", "server.admin_listen")
 	})
 }
 
 func TestDoctorSSH(t *testing.T) {
 	t.Run("pass", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{ssh: true})
-		expect(t, f.run("ssh"), doctorPass, "booted "+doctorVM, fmt.Sprintf("ssh %s@127.0.0.1:%d works", f.sshd.User, f.sshd.Port),
+		expectCheck(t, f.run("ssh"), doctorPass, "booted "+doctorVM, fmt.Sprintf("ssh %s@127.0.0.1:%d works", f.sshd.User, f.sshd.Port),
 			f.workDir+"/run.sh is there", "the VM is deleted")
 		f.noDoctorVM()
 		if clones := f.tart.Args("clone"); len(clones) != 1 || clones[0][1] != "runner-image" || clones[0][2] != doctorVM {
@@ -524,19 +524,19 @@ func TestDoctorSSH(t *testing.T) {
 	})
 	t.Run("no run.sh", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{ssh: true, noRun: true})
-		expect(t, f.run("ssh"), doctorFail, "works, but there is no executable "+f.workDir+"/run.sh", "runners.work_dir")
+		expectCheck(t, f.run("ssh"), doctorFail, "works, but there is no executable "+f.workDir+"/run.sh", "runners.work_dir")
 		f.noDoctorVM()
 	})
 	t.Run("VM does not start", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{ssh: true})
 		f.setTart(faketart.Config{Faults: []faketart.Fault{{Verb: "run", Fail: faketart.VZStartFailed}}})
-		expect(t, f.run("ssh"), doctorFail, "booting "+doctorVM, "automatic login")
+		expectCheck(t, f.run("ssh"), doctorFail, "booting "+doctorVM, "automatic login")
 		f.noDoctorVM()
 	})
 	t.Run("no IP address", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{ssh: true, mutate: func(f *doctorFixture) { f.cfg.Runners.BootTimeout = 3 * time.Second }})
 		f.setTart(faketart.Config{Faults: []faketart.Fault{{Verb: "ip", NoIP: true}}})
-		expect(t, f.run("ssh"), doctorFail, "no IP address for "+doctorVM, "DHCPLeaseTimeSecs", "tart run log")
+		expectCheck(t, f.run("ssh"), doctorFail, "no IP address for "+doctorVM, "DHCPLeaseTimeSecs", "tart run log")
 		f.noDoctorVM()
 	})
 	t.Run("host key changed", func(t *testing.T) {
@@ -550,7 +550,7 @@ func TestDoctorSSH(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(f.cfg.StateDir, "known_hosts"), []byte(line), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		expect(t, f.run("ssh"), doctorFail, "host key", "tarty forget-host-key runner-image")
+		expectCheck(t, f.run("ssh"), doctorFail, "host key", "tarty forget-host-key runner-image")
 		f.noDoctorVM()
 	})
 	t.Run("interrupted", func(t *testing.T) {
@@ -559,10 +559,10 @@ func TestDoctorSSH(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
-			pollUntil(t, "the throwaway VM running", 20*time.Second, func() bool { return f.tart.RunningPID(doctorVM) != 0 })
+			doctorPoll(t, "the throwaway VM running", 20*time.Second, func() bool { return f.tart.RunningPID(doctorVM) != 0 })
 			cancel() // Ctrl-C while the VM boots
 		}()
-		expect(t, f.runCtx(ctx, "ssh"), doctorFail, "no IP address")
+		expectCheck(t, f.runCtx(ctx, "ssh"), doctorFail, "no IP address")
 		f.noDoctorVM()
 	})
 	t.Run("no free slot", func(t *testing.T) {
@@ -575,15 +575,15 @@ func TestDoctorSSH(t *testing.T) {
 			}
 			f.tart.WaitRunning(vm, true, 20*time.Second)
 		}
-		expect(t, f.run("ssh"), doctorWarn, "no free VM slot", "other macOS VMs other-mac", "Tarty's "+doctorPrefix+"-1a2b3c4d")
+		expectCheck(t, f.run("ssh"), doctorWarn, "no free VM slot", "other macOS VMs other-mac", "Tarty's "+doctorPrefix+"-1a2b3c4d")
 		if clones := f.tart.Args("clone"); len(clones) != 0 {
 			t.Errorf("cloned %q", clones)
 		}
 	})
 	t.Run("a daemon runs", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{ssh: true})
-		answering(t, f, http.StatusOK, `{"status":"ok"}`)
-		expect(t, f.run("ssh"), doctorWarn, "not run: a daemon answers", "launchctl bootout")
+		fakeAdmin(t, f, http.StatusOK, `{"status":"ok"}`)
+		expectCheck(t, f.run("ssh"), doctorWarn, "not run: a daemon answers", "launchctl bootout")
 		if clones := f.tart.Args("clone"); len(clones) != 0 {
 			t.Errorf("cloned %q", clones)
 		}
@@ -591,7 +591,7 @@ func TestDoctorSSH(t *testing.T) {
 	t.Run("SSH client cannot be built", func(t *testing.T) {
 		f := newDoctorFixture(t, fixtureOpts{})
 		f.env.guestErr = errors.New("sshexec: key file: no such file")
-		expect(t, f.run("ssh"), doctorFail, "cannot build the SSH client", "ssh.key_file")
+		expectCheck(t, f.run("ssh"), doctorFail, "cannot build the SSH client", "ssh.key_file")
 	})
 }
 

@@ -13,9 +13,9 @@ import (
 	"github.com/tartyci/tarty/sshexec"
 )
 
-// trustKeys logs in to the fixture's sshd as clones of each image, so that
+// trustHostKeys logs in to the fixture's sshd as clones of each image, so that
 // state_dir's known hosts trust its host key for them.
-func trustKeys(t *testing.T, f *doctorFixture, images ...string) *sshexec.Client {
+func trustHostKeys(t *testing.T, f *doctorFixture, images ...string) *sshexec.Client {
 	t.Helper()
 	c, err := sshexec.New(sshexec.Options{User: f.sshd.User, Port: f.sshd.Port, KeyFile: f.sshd.ClientKey.Private,
 		ConnectTimeout: 20 * time.Second, KnownHostsFile: filepath.Join(f.cfg.StateDir, "known_hosts")})
@@ -32,7 +32,7 @@ func trustKeys(t *testing.T, f *doctorFixture, images ...string) *sshexec.Client
 	return c
 }
 
-func knownHosts(t *testing.T, f *doctorFixture) string {
+func readKnownHosts(t *testing.T, f *doctorFixture) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(f.cfg.StateDir, "known_hosts"))
 	if err != nil {
@@ -41,7 +41,7 @@ func knownHosts(t *testing.T, f *doctorFixture) string {
 	return string(b)
 }
 
-func trusts(knownHosts, image string) bool {
+func hostKeyTrusted(knownHosts, image string) bool {
 	for _, line := range strings.Split(knownHosts, "\n") {
 		if strings.HasPrefix(line, image+" ") {
 			return true
@@ -79,19 +79,19 @@ func TestForgetHostKey(t *testing.T) {
 		t.Errorf("nothing trusted: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 
-	trustKeys(t, f, "runner-image", "base-image")
+	trustHostKeys(t, f, "runner-image", "base-image")
 	code, stdout, stderr = runCLI(t, "--config", config, "forget-host-key", "runner-image")
 	if code != exitOK || !strings.Contains(stdout, `forgot the SSH host key trusted for image "runner-image" (`+fp+")") ||
 		!strings.Contains(stdout, "trusted on first use") || stderr != "" {
 		t.Errorf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
-	kh := knownHosts(t, f)
-	if trusts(kh, "runner-image") || !trusts(kh, "base-image") {
+	kh := readKnownHosts(t, f)
+	if hostKeyTrusted(kh, "runner-image") || !hostKeyTrusted(kh, "base-image") {
 		t.Errorf("known hosts after forgetting runner-image:\n%s", kh)
 	}
 
 	// An image the config does not name is forgotten too, with a note.
-	trustKeys(t, f, "hand-made")
+	trustHostKeys(t, f, "hand-made")
 	code, stdout, stderr = runCLI(t, "forget-host-key", "hand-made", "--config", config)
 	if code != exitOK || !strings.Contains(stdout, "forgot") || !strings.Contains(stderr, `"hand-made" is neither images.runner`) {
 		t.Errorf("unnamed image: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
@@ -129,7 +129,7 @@ func TestForgetHostKeyBesideDaemon(t *testing.T) {
 	}
 	buildBinaries(t)
 	f := newDoctorFixture(t, fixtureOpts{ssh: true})
-	c := trustKeys(t, f, "runner-image", "base-image")
+	c := trustHostKeys(t, f, "runner-image", "base-image")
 
 	cmd := exec.Command(tartyBin, "forget-host-key", "runner-image", "--config", filepath.Join(f.dir, "tarty.yaml"))
 	cmd.Env = append(os.Environ(), "TARTY_CONFIG=", "TARTY_GITHUB_TOKEN="+f.gh.Token(), "TARTY_WEBHOOK_SECRET="+doctorSecret)
@@ -157,12 +157,12 @@ func TestForgetHostKeyBesideDaemon(t *testing.T) {
 		}
 	}
 finished:
-	kh := knownHosts(t, f)
-	if trusts(kh, "runner-image") {
+	kh := readKnownHosts(t, f)
+	if hostKeyTrusted(kh, "runner-image") {
 		t.Errorf("runner-image still trusted:\n%s", kh)
 	}
 	for _, name := range append(copies, "base-image") {
-		if !trusts(kh, name) {
+		if !hostKeyTrusted(kh, name) {
 			t.Errorf("%s lost (%d copies made while the command ran)", name, len(copies))
 		}
 	}
