@@ -500,9 +500,13 @@ func (b *Backend) run(ctx context.Context, f *follow) {
 			if b.apply(f, v) {
 				return
 			}
-			err = b.watch(ctx, f)
+			var heard bool
+			heard, err = b.watch(ctx, f)
 			if err == nil {
 				return
+			}
+			if heard {
+				pause = followRetryFirst // it worked for a while: a dropped stream, not a broken one
 			}
 			log.Debug().Err(err).Dur("retry_in", pause).Msg("watch ended; following again")
 		}
@@ -517,24 +521,26 @@ func (b *Backend) run(ctx context.Context, f *follow) {
 	}
 }
 
-// watch reads one watch stream; nil means the VM ended.
-func (b *Backend) watch(ctx context.Context, f *follow) error {
+// watch reads one watch stream; nil means the VM ended. heard reports
+// whether the stream delivered anything.
+func (b *Backend) watch(ctx context.Context, f *follow) (heard bool, err error) {
 	w, err := b.c.WatchVM(ctx, f.name)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer w.Close()
 	for {
 		ev, err := w.Next()
 		if err != nil {
-			return err
+			return heard, err
 		}
+		heard = true
 		if ev.Type == "DELETED" {
 			b.finish(f, nil, "deleted")
-			return nil
+			return heard, nil
 		}
 		if b.apply(f, ev.Object) {
-			return nil
+			return heard, nil
 		}
 	}
 }

@@ -85,6 +85,7 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 			return nil, err
 		}
 		d.backend, dial = d.orchard, d.orchard.Dial
+		registerOrchardMetrics(d.reg, d.orchard)
 	} else {
 		d.tart = tartvm.New(tartvm.Options{Path: cfg.Tart.Path, Home: cfg.Tart.Home, LogDir: paths.tartLogs, Logger: log})
 		d.backend = tartvm.NewBackend(d.tart, tartvm.BackendOptions{
@@ -176,6 +177,27 @@ func newOrchardBackend(cfg *config.Config, log zerolog.Logger, version string) (
 	}
 	return orchard.NewBackend(c, orchard.BackendOptions{Prefix: cfg.Runners.NamePrefix, WorkerLabels: o.WorkerLabels,
 		CPU: cfg.Runners.CPU, MemoryMB: cfg.Runners.MemoryMB, Softnet: cfg.Runners.Softnet, Logger: log}), nil
+}
+
+// registerOrchardMetrics exports the Orchard backend's counters.
+func registerOrchardMetrics(reg prometheus.Registerer, b *orchard.Backend) {
+	for _, m := range []struct {
+		name, help string
+		get        func(orchard.BackendStats) int
+	}{
+		{"tarty_orchard_creates_refused_total", "VM creates refused because no matching worker had a free slot.",
+			func(s orchard.BackendStats) int { return s.Refused }},
+		{"tarty_orchard_vms_unplaced_total", "VMs deleted because no worker took them within the placement bound.",
+			func(s orchard.BackendStats) int { return s.Unplaced }},
+		{"tarty_orchard_vms_lost_total", "VMs that failed with their worker (offline, restarted or deleted).",
+			func(s orchard.BackendStats) int { return s.Lost }},
+		{"tarty_orchard_guest_exits_total", "Runner VMs whose guest powered off (the normal end of a job).",
+			func(s orchard.BackendStats) int { return s.Exited }},
+	} {
+		get := m.get
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: m.name, Help: m.help},
+			func() float64 { return float64(get(b.Stats())) }))
+	}
 }
 
 // checkOrchard refuses a controller that rejects Tarty's account or lacks a

@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -150,6 +152,17 @@ state_dir: %s
 	code, out = e.command("status", "--json")
 	if code != 0 || !strings.Contains(out, `"workers"`) || !strings.Contains(out, `"free_slots"`) {
 		t.Errorf("tarty status --json = %d:\n%s", code, out)
+	}
+	resp, err := http.Get("http://" + e.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"tarty_orchard_guest_exits_total 1", "tarty_orchard_vms_unplaced_total 0", "tarty_orchard_vms_lost_total 0"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
 	}
 	code, out = e.command("rebuild")
 	if code == 0 || !strings.Contains(out, "registry") {
