@@ -34,6 +34,7 @@ type core struct {
 	launchBoff  *backoff.ExponentialBackOff
 	degradeBoff *backoff.ExponentialBackOff
 	failStreak  int
+	limitStreak int // two-VM-limit refusals in a row while the backend said there was room
 
 	nextPoll    time.Time
 	polling     bool
@@ -434,7 +435,7 @@ func (c *core) onLaunched(now time.Time, i int, vm string, runnerID int64) {
 		return
 	}
 	s.readyAt = now
-	c.failStreak = 0
+	c.failStreak, c.limitStreak = 0, 0
 	c.launchBoff.Reset()
 	c.degradeBoff.Reset()
 	if c.obs.bootTime != nil {
@@ -472,6 +473,15 @@ func (c *core) onLaunchFailed(now time.Time, i int, vm string, f launchFailure) 
 	}
 	switch {
 	case tarty.IsVMLimit(f.err) && c.limitLeaked(s):
+		// Refused with room to spare: once can be a race with a VM that has
+		// stopped since; twice in a row, only a leaked counter explains it.
+		c.limitStreak++
+		if c.limitStreak < 2 {
+			c.failStreak++
+			c.to(now, s, seLaunchFailed)
+			c.hold(now, s, c.launchBoff.NextBackOff(), "two-VM limit although the host seemed to have room; retrying")
+			break
+		}
 		if c.obs.limitLeak != nil {
 			c.obs.limitLeak()
 		}

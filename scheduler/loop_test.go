@@ -462,3 +462,57 @@ func TestLoopLearnsTheRunnerVersionOnce(t *testing.T) {
 		}
 	})
 }
+
+func TestLoopVMLimitArrivesLateOnTheRunChannel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		// The first boot looks fine, then tart run exits with the limit error
+		// (a foreign VM won the race): capacity is re-read and lowered.
+		first := true
+		w.lateBoot = func(string) error {
+			if !first {
+				return nil
+			}
+			first = false
+			w.foreign = 1 // called with w.mu held
+			return limitError{}
+		}
+		s, stop := w.start(w.options())
+		defer stop()
+		w.queue("acme/app")
+		w.queue("acme/app")
+		waitFor(t, w, time.Hour, "both jobs served", func() bool { return w.count("completed") == 2 })
+		st := status(t, s)
+		if st.Capacity != 1 {
+			t.Errorf("capacity %d after the late limit with a foreign VM, want 1", st.Capacity)
+		}
+		for _, sl := range st.Slots {
+			if sl.State == SlotDegraded {
+				t.Errorf("slot degraded: %+v", sl)
+			}
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.maxSeen > 2 {
+			t.Errorf("%d VMs at once", w.maxSeen)
+		}
+	})
+}
+
+func TestLoopVMLimitLateAndLeaked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		w.lateBoot = func(string) error { return limitError{} } // every boot dies of the limit, nothing else runs
+		s, stop := w.start(w.options())
+		defer stop()
+		w.queue("acme/app")
+		waitFor(t, w, 10*time.Minute, "a slot degraded by the leaked limit", func() bool {
+			for _, sl := range status(t, s).Slots {
+				if sl.State == SlotDegraded && strings.Contains(sl.Reason, "leaked") {
+					return true
+				}
+			}
+			return false
+		})
+	})
+}
