@@ -38,6 +38,7 @@ type core struct {
 
 	nextPoll    time.Time
 	polling     bool
+	pollAgain   bool // a reconcile was asked for during a poll
 	pollStarted time.Time
 	polled      bool // a poll reached GitHub since start
 	nextCheck   time.Time
@@ -550,7 +551,7 @@ func (c *core) hold(now time.Time, s *slot, wait time.Duration, reason string) {
 
 func (c *core) clearVM(s *slot) {
 	if s.runnerID != 0 {
-		c.addRemoval(s.since, s.runnerID, s.vm)
+		c.addRemoval(c.opts.Now(), s.runnerID, s.vm)
 	}
 	s.vm, s.runnerID, s.jobID = "", 0, 0
 	s.createdAt, s.readyAt, s.jobDoneAt = time.Time{}, time.Time{}, time.Time{}

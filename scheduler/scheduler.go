@@ -258,7 +258,6 @@ func (s *Scheduler) spawn(f func()) {
 // execute starts the workers for a decision's actions.
 func (s *Scheduler) execute(base context.Context, acts []Action) {
 	for _, a := range acts {
-		a := a
 		log := s.log.With().Int("slot", a.Slot).Str("vm", a.VM).Logger()
 		switch a.Kind {
 		case ActLaunch:

@@ -176,6 +176,7 @@ func (s *Scheduler) handle(r request) {
 			return
 		}
 		s.core.nextPoll = now
+		s.core.pollAgain = s.core.polling
 		r.reply <- struct{}{}
 	default:
 		if !s.handleRebuild(now, r) {

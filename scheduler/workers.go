@@ -79,6 +79,9 @@ func (s *Scheduler) poll(base context.Context) {
 		c := s.core
 		c.polling = false
 		c.nextPoll = started.Add(s.opts.ReconcileInterval)
+		if c.pollAgain {
+			c.nextPoll, c.pollAgain = now, false
+		}
 		if d, ok := tarty.RetryAfter(jobsErr); ok && now.Add(d).After(c.nextPoll) {
 			c.nextPoll = now.Add(d)
 		}
