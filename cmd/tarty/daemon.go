@@ -275,6 +275,9 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 	}
 	go func() { schedDone <- d.sched.Run(schedCtx) }()
+	if d.tart != nil {
+		go d.pruneTartLogs(schedCtx)
+	}
 	d.log.Info().Str("webhook", d.hook.Addr().String()).Str("admin", d.admin.Addr().String()).
 		Str("prefix", d.cfg.Runners.NamePrefix).Int("max", d.cfg.Runners.Max).Msg("tarty running")
 
@@ -328,4 +331,26 @@ func cmdRun(ctx context.Context, inv *invocation) int {
 	}
 	log.Info().Msg("tarty stopped")
 	return exitOK
+}
+
+// tartLogKeep is how long `tart run` logs stay in state_dir/tart-logs: long
+// enough to read a failed VM's log the next week.
+const tartLogKeep = 7 * 24 * time.Hour
+
+// pruneTartLogs deletes old `tart run` logs at start and then hourly.
+func (d *daemon) pruneTartLogs(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := d.tart.PruneLogs(tartLogKeep, time.Now()); err != nil {
+			d.log.Warn().Err(err).Msg("pruning tart run logs")
+		} else if n > 0 {
+			d.log.Info().Int("deleted", n).Msg("pruned tart run logs older than a week")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
