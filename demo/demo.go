@@ -1,8 +1,11 @@
+//go:build unix
+
 package demo
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,24 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tartyci/tarty/config"
 	"github.com/tartyci/tarty/ghapi/fakegithub"
 )
-
-// Options configure Run.
-type Options struct {
-	Stdout io.Writer // the narration
-	Stderr io.Writer // problems, and the daemon's log with Verbose
-	// Executable is the tarty binary, which the demo re-executes as the
-	// fake tart and as the guest's fake runner (see EnvFakeTart,
-	// EnvFakeRunner): no build at demo time.
-	Executable string
-	// Daemon runs the real daemon built from cfg, logging to log, until ctx
-	// ends; it returns once it stopped (cmd/tarty: what `tarty run` does).
-	Daemon func(ctx context.Context, cfg *config.Config, log io.Writer) error
-	// Verbose copies the daemon's log to Stderr.
-	Verbose bool
-}
 
 // Bounds: the demo fails, rather than hangs, when something does not happen.
 const (
@@ -107,6 +94,10 @@ While it runs, the admin listener answers:
 	s.metrics, _ = wa.metrics(context.Background()) // while the admin listener still answers
 
 	// Stop the daemon as SIGTERM stops `tarty run`, and see it exit 0.
+	var logSize int64
+	if fi, err := logFile.Stat(); err == nil {
+		logSize = fi.Size()
+	}
 	stopDaemon()
 	var daemonErr error
 	select {
@@ -122,6 +113,7 @@ While it runs, the admin listener answers:
 		s.fail("the daemon stopped with an error: %v", daemonErr)
 	}
 	s.finalChecks()
+	s.daemonLog(w.logPath, logSize)
 	s.summary(daemonErr == nil)
 
 	if scenErr != nil {
@@ -332,6 +324,39 @@ func (s *scenario) finalChecks() {
 	for _, r := range s.w.gh.Runners() {
 		if strings.HasPrefix(r.Name, prefix+"-") {
 			s.fail("runner registration left behind: %s", r.Name)
+		}
+	}
+}
+
+// daemonLog reports the warnings the daemon logged in its first size bytes
+// (before it was asked to stop), and fails on its errors: nothing in the
+// demo should go wrong.
+func (s *scenario) daemonLog(path string, size int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		s.fail("the daemon's log: %v", err)
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, size))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l struct{ Level, Message, Error, VM string }
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		what := l.Message
+		if l.VM != "" {
+			what += " (" + l.VM + ")"
+		}
+		if l.Error != "" {
+			what += ": " + l.Error
+		}
+		switch l.Level {
+		case "warn":
+			fmt.Fprintf(s.o.Stderr, "the daemon warned: %s\n", what)
+		case "error", "fatal", "panic":
+			s.fail("the daemon logged an error: %s", what)
 		}
 	}
 }

@@ -1,3 +1,5 @@
+//go:build unix
+
 package demo
 
 import (
@@ -17,16 +19,8 @@ import (
 
 	"github.com/tartyci/tarty/config"
 	"github.com/tartyci/tarty/ghapi/fakegithub"
+	"github.com/tartyci/tarty/ghapi/fakegithub/fakerunner"
 	"github.com/tartyci/tarty/tartvm/faketart"
-)
-
-// Environment variables under which the tarty binary, re-executed by the
-// demo, acts as one of the simulator's programs instead of Tarty (see
-// cmd/tarty/demo.go). The demo sets them only in the wrappers it writes in
-// its own directory.
-const (
-	EnvFakeTart   = "TARTY_DEMO_FAKETART"   // the fake tart (package faketart)
-	EnvFakeRunner = "TARTY_DEMO_FAKERUNNER" // the guest's run.sh (package fakerunner)
 )
 
 // The simulated world's names and timings.
@@ -117,6 +111,10 @@ func newWorld(exe string, onCommand func(string, int)) (w *world, err error) {
 	runSh := fmt.Sprintf("%s%s=1 FAKERUNNER_JOB_SECONDS=%s FAKERUNNER_IDLE_SECONDS=60 exec %s \"$@\"",
 		raceQuick, EnvFakeRunner, jobSeconds, shQuote(exe))
 	if err := writeScript(filepath.Join(w.workDir, "run.sh"), runSh); err != nil {
+		return w, err
+	}
+	// config.sh answers only --version, which Tarty reads in each new image.
+	if err := writeScript(filepath.Join(w.workDir, "config.sh"), "echo "+shQuote(fakerunner.Version)); err != nil {
 		return w, err
 	}
 

@@ -9,8 +9,6 @@ import (
 
 	"github.com/tartyci/tarty/config"
 	"github.com/tartyci/tarty/demo"
-	"github.com/tartyci/tarty/ghapi/fakegithub/fakerunner"
-	"github.com/tartyci/tarty/tartvm/faketart"
 )
 
 // The demo re-executes this binary as its fake tart and as the guest's fake
@@ -21,9 +19,9 @@ import (
 func init() {
 	switch {
 	case os.Getenv(demo.EnvFakeTart) == "1":
-		os.Exit(faketart.Main(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+		os.Exit(demo.FakeTart(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	case os.Getenv(demo.EnvFakeRunner) == "1":
-		os.Exit(fakerunner.Main(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+		os.Exit(demo.FakeRunner(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	}
 }
 
@@ -37,7 +35,7 @@ func demoCommand() *command {
 type demoVerbose struct{ io.Writer }
 
 func demoFlags(fs *flag.FlagSet, inv *invocation) {
-	fs.BoolFunc("verbose", "also print the daemon's own log (what `tarty run` logs) on stderr", func(v string) error {
+	fs.BoolFunc("verbose", "also print the daemon's own log (what tarty run logs) on stderr", func(v string) error {
 		if v == "true" {
 			if _, ok := inv.stderr.(demoVerbose); !ok {
 				inv.stderr = demoVerbose{inv.stderr}
