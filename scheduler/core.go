@@ -486,8 +486,12 @@ func (c *core) onLaunchFailed(now time.Time, i int, vm string, f launchFailure) 
 		if c.obs.limitLeak != nil {
 			c.obs.limitLeak()
 		}
-		c.degrade(now, s, "the host refused a VM although "+strconv.Itoa(c.activeVMs(s))+" of Tarty's and "+
-			strconv.Itoa(len(c.capacity.Foreign))+" foreign VMs run: its VM counter leaked; reboot the Mac (tart issue #1217)")
+		fix, ok := tarty.HostFix(f.err)
+		if !ok {
+			fix = "the backend keeps refusing VMs it reports room for"
+		}
+		c.degrade(now, s, "VM limit reached although "+strconv.Itoa(c.activeVMs(s))+" of Tarty's and "+
+			strconv.Itoa(len(c.capacity.Foreign))+" foreign VMs run: "+fix)
 	case tarty.IsVMLimit(f.err):
 		// A foreign VM took the room: the capacity was lowered; not a failure of ours.
 		c.to(now, s, seLaunchCancelled)

@@ -508,7 +508,7 @@ func TestLoopVMLimitLateAndLeaked(t *testing.T) {
 		w.queue("acme/app")
 		waitFor(t, w, 10*time.Minute, "a slot degraded by the leaked limit", func() bool {
 			for _, sl := range status(t, s).Slots {
-				if sl.State == SlotDegraded && strings.Contains(sl.Reason, "leaked") {
+				if sl.State == SlotDegraded && strings.Contains(sl.Reason, "reboot") {
 					return true
 				}
 			}

@@ -322,7 +322,7 @@ func (c *core) waitReason(now time.Time) string {
 	case c.rebuild.slot >= 0 || c.rebuild.wanted:
 		return "at capacity: the nightly rebuild holds a slot"
 	case len(c.capacity.Foreign) > 0 && c.capacity.Slots < c.opts.Max:
-		return fmt.Sprintf("at capacity: %d foreign macOS VM(s) run on this Mac (%v)", len(c.capacity.Foreign), c.capacity.Foreign)
+		return fmt.Sprintf("at capacity: %d foreign VM(s) take room (%v)", len(c.capacity.Foreign), c.capacity.Foreign)
 	}
 	return fmt.Sprintf("at capacity: %d of %d runner VMs in use", c.activeVMs(nil), capacity)
 }

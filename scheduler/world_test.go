@@ -231,6 +231,9 @@ type limitError struct{}
 
 func (limitError) Error() string { return "The number of VMs exceeds the system limit" }
 func (limitError) VMLimit() bool { return true }
+func (limitError) HostFix() string {
+	return "reboot the Mac: its VM counter leaks after many VM starts (tart issues #445, #1217)"
+}
 
 type fixError struct{}
 
