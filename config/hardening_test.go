@@ -362,6 +362,7 @@ func TestOrchard(t *testing.T) {
 		{"worker label given twice", runner, orchardYAML + "  worker_labels: {pool: a, pool: b}\n", nil, []string{"orchard.worker_labels.pool"}, nil},
 		{"worker label value not a string", runner, orchardYAML + "  worker_labels: {pool: [a]}\n", nil, []string{"orchard.worker_labels.pool"}, nil},
 		{"worker label with a space", runner, orchardYAML + "  worker_labels: {pool: \"a b\"}\n", nil, []string{"orchard.worker_labels.pool"}, nil},
+		{"openssh cannot use the port-forward", runner, orchardYAML + "ssh: {client: openssh}\n", nil, []string{"ssh.client"}, nil},
 		{"unknown backend", "", "rebuild: {command: x}\nbackend: kubernetes\n", nil, []string{"backend"}, nil},
 		{"orchard keys with backend local", "", "rebuild: {command: x}\norchard: {url: \"https://o.example.com\"}\n", nil, []string{"orchard"}, nil},
 		{"worker labels with backend local", "", "rebuild: {command: x}\norchard: {worker_labels: {pool: ci}}\n", nil, []string{"orchard"}, nil},

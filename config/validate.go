@@ -314,6 +314,9 @@ func (c *Config) validateOrchard(add addFunc) {
 	} else if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
 		add("orchard.url", "%q is not an https URL such as https://orchard.example.com:6120", o.URL)
 	}
+	if c.SSH.Client == SSHClientOpenSSH {
+		add("ssh.client", "openssh cannot reach guests through the Orchard controller's port-forward: use native with backend: orchard")
+	}
 	token := o.Token.IsSet() || o.TokenFile != ""
 	switch {
 	case o.BootstrapToken.IsSet() && (o.ServiceAccount != "" || token):
