@@ -20,6 +20,7 @@ import (
 	"github.com/tartyci/tarty"
 	"github.com/tartyci/tarty/config"
 	"github.com/tartyci/tarty/ghapi"
+	"github.com/tartyci/tarty/orchard"
 	"github.com/tartyci/tarty/sshexec"
 	"github.com/tartyci/tarty/tartvm"
 )
@@ -99,6 +100,7 @@ type doctorCheck struct {
 	title   string
 	macOS   bool          // only meaningful on macOS: "SKIP (macOS only)" elsewhere
 	local   bool          // about tart on this Mac: skipped with backend: orchard
+	fleet   bool          // about the Orchard controller: only with backend: orchard
 	needs   []string      // ids of earlier checks that must have passed (or warned)
 	timeout time.Duration // 0: defaultCheckTimeout; negative: computed by the check
 	run     func(ctx context.Context, e *doctorEnv) checkResult
@@ -126,6 +128,8 @@ type doctorEnv struct {
 	ghErr    error // building the GitHub client failed (App key)
 	guest    *sshexec.Client
 	guestErr error // building the SSH client failed (key file, credentials)
+	fleet    *orchard.Backend
+	fleetErr error // building the Orchard client failed (certificate, token)
 
 	cleanupTimeout time.Duration // for deleting the throwaway VM and runner
 
@@ -163,6 +167,9 @@ func newDoctorEnv(cfg *config.Config, version string) *doctorEnv {
 	}
 	e.gh, e.ghErr = ghapi.New(gho)
 
+	if cfg.Backend == config.BackendOrchard {
+		e.fleet, e.fleetErr = newOrchardBackend(cfg, log, version)
+	}
 	e.guest, e.guestErr = sshexec.New(sshexec.Options{
 		User: cfg.SSH.User, Port: cfg.SSH.Port, KeyFile: cfg.SSH.KeyFile, Password: cfg.SSH.Password.Reveal(),
 		Client: cfg.SSH.Client, ConnectTimeout: cfg.SSH.ConnectTimeout, KnownHostsFile: paths.knownHosts, Logger: log,
@@ -234,6 +241,9 @@ func runCheck(ctx context.Context, e *doctorEnv, c doctorCheck, done map[string]
 	}
 	if c.local && e.cfg.Backend == config.BackendOrchard {
 		return checkSkip("backend: orchard runs VMs on the Orchard workers, not here")
+	}
+	if c.fleet && e.cfg.Backend != config.BackendOrchard {
+		return checkSkip("backend: local")
 	}
 	for _, n := range c.needs {
 		if st, ok := done[n]; ok && (st == doctorFail || st == doctorSkip) {
