@@ -35,6 +35,16 @@
 // webhook) and redelivered with the same GUID (Redeliver); WaitWebhooks waits
 // for the queue to drain.
 //
+// For Tarty's upkeep (upkeep.go): the releases of actions/runner with their
+// published_at (SetRunnerReleases), the runner application downloads with
+// the offered version in the osx-arm64 file name (SetOfferedRunnerVersion),
+// the organisation's and repositories' webhooks (the server's own is hook
+// WebhookHookID with WebhookURL; AddHook, SetWebhookRepository), its
+// deliveries newest first with GitHub's cursor paging, and redelivery
+// attempts (202), which reach the webhook with the original's GUID and
+// body, signed alike, and then show in the list with redelivery true
+// (RedeliveryRequests). DenyHooks makes every hook endpoint answer 403 or 404.
+//
 // The encoded JIT configs it hands out have the real shape (base64 of a JSON
 // object mapping .runner, .credentials and .credentials_rsaparams to base64
 // file contents); .runner names the runner, its ID and the server's runner

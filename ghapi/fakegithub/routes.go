@@ -33,6 +33,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /repos/{owner}/{repo}/actions/runs", s.listRuns)
 	m.HandleFunc("GET /repos/{owner}/{repo}/actions/runs/{id}/jobs", s.listJobs)
 	m.HandleFunc("GET /repos/{owner}/{repo}/actions/jobs/{id}", s.getJob)
+	s.upkeepRoutes(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { writeError(w, http.StatusNotFound, "Not Found") })
 	s.mux = m
 }

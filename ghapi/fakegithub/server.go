@@ -92,6 +92,7 @@ type Server struct {
 	changed chan struct{} // closed and replaced on every state change (bump)
 	done    chan struct{} // closed by Close: ends fake runners' long polls
 	hooks   *hooks        // nil without WebhookURL
+	up      upkeepState   // releases, runner downloads, hooks (upkeep.go)
 }
 
 type ctxKey int

@@ -53,8 +53,14 @@ const (
 // writing what the real runner would print to stdout and its errors to
 // stderr, and returns the exit status: 0 when a job was run (or none came
 // within the idle time, or the registration was deleted while it listened),
-// 1 when it could not start or was refused.
+// 1 when it could not start or was refused. With the single argument
+// --version it prints Version, as the real config.sh and run.sh do, so a
+// copy of it can stand in for config.sh too.
 func Main(args []string, env func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "--version" { // as config.sh and run.sh answer it
+		fmt.Fprintln(stdout, Version)
+		return 0
+	}
 	jit, err := parseArgs(args, env)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
