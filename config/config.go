@@ -132,6 +132,10 @@ type Rebuild struct {
 	Timeout       time.Duration `yaml:"timeout"`
 	VerifyCommand string        `yaml:"verify_command"`
 	Enabled       bool          `yaml:"enabled"`
+	// RunnerMaxAge is how far the runner image's actions runner may fall
+	// behind GitHub's newest release before Tarty rebuilds at the next quiet
+	// moment instead of waiting for the hour (at most once a day).
+	RunnerMaxAge time.Duration `yaml:"runner_max_age"`
 }
 
 // Reconcile is the poller that catches lost webhooks.
@@ -157,6 +161,13 @@ type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
 }
+
+// DefaultRunnerMaxAge is rebuild.runner_max_age: 21 days, before GitHub's
+// 30 (after which a runner gets no jobs); MinRunnerMaxAge is its least.
+const (
+	DefaultRunnerMaxAge = 21 * 24 * time.Hour
+	MinRunnerMaxAge     = 24 * time.Hour
+)
 
 // MaxMacOSVMs is Apple's licence limit of macOS VMs per Mac.
 const MaxMacOSVMs = 2
@@ -191,9 +202,10 @@ func Default() Config {
 			ShutdownCommand: "sudo -n shutdown -h now",
 		},
 		Rebuild: Rebuild{
-			Hour:    2,
-			Timeout: 2 * time.Hour,
-			Enabled: true,
+			Hour:         2,
+			Timeout:      2 * time.Hour,
+			Enabled:      true,
+			RunnerMaxAge: DefaultRunnerMaxAge,
 		},
 		Reconcile: Reconcile{Interval: 60 * time.Second},
 		Server: Server{

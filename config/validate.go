@@ -293,6 +293,9 @@ func (c *Config) validateRebuild(add addFunc) {
 		add("rebuild.hour", "%d is not in 0..23", r.Hour)
 	}
 	positive(add, "rebuild.timeout", r.Timeout)
+	if r.RunnerMaxAge < MinRunnerMaxAge {
+		add("rebuild.runner_max_age", "%s is shorter than %s: GitHub publishes runner releases days apart, and Tarty rebuilds early at most once a day", r.RunnerMaxAge, MinRunnerMaxAge)
+	}
 }
 
 // validateOrchard checks backend and the orchard section.
