@@ -11,8 +11,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tartyci/tarty/ghapi/fakegithub"
@@ -29,6 +31,9 @@ const (
 
 // Run runs the demo and returns nil when everything happened as it should.
 func Run(ctx context.Context, o Options) (err error) {
+	// Narration into a closed pipe (`tarty demo | head`) must not kill
+	// the demo before it cleans up: writes fail instead.
+	signal.Ignore(syscall.SIGPIPE)
 	p := &printer{w: o.Stdout, start: time.Now()}
 	var watching atomic.Pointer[watcher]
 	w, err := newWorld(o.Executable, func(c string, s int) {
@@ -48,14 +53,15 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	p.text(`Tarty demo: the real daemon (scheduler, webhook server, admin listener) serves GitHub Actions
 jobs in macOS VMs, against a simulated tart, GitHub and guest on this machine (127.0.0.1 only).
-Everything lives in %s and is removed at the end. Times are compressed:
-VMs boot in %.1fs, jobs take %ss, and at most 2 runner VMs run at once (runners.max: 2).
+Times are compressed: VMs boot in %.1fs, jobs take %ss. At most 2 runner VMs run at once
+(runners.max: 2). Everything lives in %s, removed at the end;
+Tarty's config for this run is tarty.yaml there.
 
 While it runs, the admin listener answers:
   curl -s http://%s/status     slots, queued jobs and why they wait, the rebuild
   curl -s http://%s/metrics    Prometheus metrics
 
-`, w.dir, bootDelay.Seconds(), jobSeconds, w.admin, w.admin)
+`, bootDelay.Seconds(), jobSeconds, w.dir, w.admin, w.admin)
 
 	// The daemon, with its log in the demo's directory (and on stderr
 	// with Verbose).

@@ -112,7 +112,6 @@ type watcher struct {
 	lost       int
 	jits       int
 	callsOff   int64
-	stopCalls  map[string]bool
 	slots      map[int]slotStatus
 	rebuild    string
 	rebuildAt  *time.Time
@@ -126,7 +125,7 @@ type watcher struct {
 func newWatcher(w *world, p *printer) *watcher {
 	return &watcher{w: w, p: p,
 		http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}},
-		jobs: map[int64]*jobInfo{}, vms: map[string]*vmInfo{}, stopCalls: map[string]bool{}, slots: map[int]slotStatus{}}
+		jobs: map[int64]*jobInfo{}, vms: map[string]*vmInfo{}, slots: map[int]slotStatus{}}
 }
 
 // run observes every 100 ms until ctx ends.
@@ -165,13 +164,15 @@ func (wa *watcher) tick(ctx context.Context) {
 
 	wa.mu.Lock()
 	defer wa.mu.Unlock()
+	// In the order things happen: webhook, registration, the job on
+	// GitHub, tart's side of it, then Tarty's view.
 	wa.deliveriesTick()
 	wa.jitTick()
 	wa.jobsTick()
+	wa.tartTick()
 	if stErr == nil {
 		wa.statusTick(st)
 	}
-	wa.tartTick()
 	if mErr == nil && missed > wa.missed {
 		wa.p.line("poller", "found %v queued job(s) that no webhook announced (tarty_reconcile_missed_jobs_total %v)",
 			missed-wa.missed, missed)
@@ -265,17 +266,12 @@ func (wa *watcher) tartTick() {
 			wa.vms[vm.name] = vm
 			wa.vmOrder = append(wa.vmOrder, vm.name)
 			wa.p.line("tart", "clone %s %s  (%s)", name, vm.name, vm.image)
-		case verb == "stop":
-			wa.stopCalls[name] = true
 		case verb == "run" && !c.Hung:
-			how := "the guest powered itself off"
-			if wa.stopCalls[name] {
-				how = "stopped from the host"
-			}
+			how := wa.w.runEnd(name)
 			if vm := wa.vms[name]; vm != nil {
 				vm.stoppedBy = how
 			}
-			wa.p.line("tart", "%s stopped: %s (tart run exited %d after %.1fs)", name, how, c.Exit, float64(c.DurationMS)/1000)
+			wa.p.line("tart", "%s: %s; tart run exited %d after %.1fs", name, how, c.Exit, float64(c.DurationMS)/1000)
 		case verb == "delete" && c.Exit == 2:
 			// Already gone: the rebuild's clean-up after its build VM
 			// became the runner image.
@@ -389,6 +385,9 @@ func (wa *watcher) statusTick(st status) {
 // (the detach wrapper), the rebuild's command and its shutdown.
 func (wa *watcher) onCommand(command string, status int) {
 	cfg := wa.w.cfg
+	wa.mu.Lock()
+	defer wa.mu.Unlock()
+	wa.jitTick() // the registration comes first
 	switch {
 	case strings.Contains(command, "tarty-start") && status == -1:
 		name := "the runner"

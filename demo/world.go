@@ -8,11 +8,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -53,12 +57,15 @@ type world struct {
 	admin    string // admin listener host:port
 	hook     string // webhook URL
 	warnings []string
+
+	closeOnce sync.Once
 }
 
 // newWorld builds the simulator in a new temporary directory. onCommand
 // hears of the guest's commands. The caller closes it.
 func newWorld(exe string, onCommand func(string, int)) (w *world, err error) {
-	dir, err := os.MkdirTemp("", "tarty-demo-")
+	removeStale()
+	dir, err := os.MkdirTemp("", dirPattern)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +81,9 @@ func newWorld(exe string, onCommand func(string, int)) (w *world, err error) {
 			w = nil
 		}
 	}()
+	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return w, err
+	}
 	w.tartHome = filepath.Join(dir, "tart")
 	w.guestDir = filepath.Join(dir, "guest")
 	w.workDir = filepath.Join(w.guestDir, "actions-runner")
@@ -233,9 +243,39 @@ state_dir: %s
 	return w, nil
 }
 
+const (
+	dirPattern = "tarty-demo-"
+	pidFile    = "demo.pid"
+)
+
+// removeStale removes the directories of demos that were killed before they
+// could clean up (SIGKILL, a second Ctrl-C): their fake VMs exit once their
+// TART_HOME is gone. A directory is stale when the process named in its
+// pid file no longer exists.
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPattern+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, pidFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
+}
+
 // close stops the fakes and removes the directory. The daemon must have
 // stopped.
 func (w *world) close() {
+	w.closeOnce.Do(w.doClose)
+}
+
+func (w *world) doClose() {
 	if w.gh != nil {
 		w.gh.Close()
 	}
@@ -270,6 +310,23 @@ func (w *world) prefixedVMs() []string {
 		}
 	}
 	return out
+}
+
+// runEnd says how VM name's last `tart run` ended, from what tart printed
+// in the run's log (Tarty keeps it under state_dir/tart-logs).
+func (w *world) runEnd(name string) string {
+	b, _ := os.ReadFile(filepath.Join(w.cfg.StateDir, "tart-logs", name+".log"))
+	out := string(b)
+	i := max(strings.LastIndex(out, "Stopping VM..."), strings.LastIndex(out, "guest has stopped the virtual machine"))
+	switch {
+	case i < 0:
+		return "tart run ended"
+	case strings.HasPrefix(out[i:], "Stopping"):
+		return "stopped from the host (tart stop)"
+	case strings.Contains(out[i:], "due to error"):
+		return "the guest stopped with an error"
+	}
+	return "the guest powered itself off"
 }
 
 func (w *world) label(vm string) string {

@@ -26,7 +26,9 @@ func TestDemo(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("tarty demo = %d, want 0\nstderr:\n%s", code, errOut.String())
 	}
-	if took > time.Minute {
+	// About 20 s alone under -race; the bound leaves room for a loaded
+	// machine running other packages' tests at the same time.
+	if took > 90*time.Second {
 		t.Errorf("tarty demo took %s, want under a minute", took)
 	}
 	o := out.String()
@@ -38,7 +40,7 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`job \d+ +waits: at capacity: 2 of 2 runner VMs in use`),
 		regexp.MustCompile(`guest +tarty-demo-[0-9a-f]{8}: run\.sh started detached over SSH`),
 		regexp.MustCompile(`job \d+ +taken by runner tarty-demo-[0-9a-f]{8}`),
-		regexp.MustCompile(`tart +tarty-demo-[0-9a-f]{8} stopped: the guest powered itself off`),
+		regexp.MustCompile(`tart +tarty-demo-[0-9a-f]{8}: the guest powered itself off; tart run exited 0`),
 		regexp.MustCompile(`tart +delete tarty-demo-[0-9a-f]{8}`),
 		regexp.MustCompile(`webhook +job \d+ queued: LOST`),
 		regexp.MustCompile(`poller +found 1 queued job\(s\) that no webhook announced`),
