@@ -36,20 +36,20 @@ func Run(ctx context.Context, o Options) (err error) {
 	signal.Ignore(syscall.SIGPIPE)
 	p := &printer{w: o.Stdout, start: time.Now()}
 	var watching atomic.Pointer[watcher]
-	w, err := newWorld(o.Executable, func(c string, s int) {
+	r, err := start(ctx, o, func(c string, s int) {
 		if wa := watching.Load(); wa != nil {
 			wa.onCommand(c, s)
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("setting up the simulator: %w", err)
+		return err
 	}
+	w := r.w
 	defer w.close()
+	defer r.logFile.Close()
+	defer r.stop()
 	wa := newWatcher(w, p)
 	watching.Store(wa)
-	for _, warn := range w.warnings {
-		fmt.Fprintf(o.Stderr, "warning: %s\n", warn)
-	}
 
 	p.text(`Tarty demo: the real daemon (scheduler, webhook server, admin listener) serves GitHub Actions
 jobs in macOS VMs, against a simulated tart, GitHub and guest on this machine (127.0.0.1 only).
@@ -62,31 +62,7 @@ While it runs, the admin listener answers:
   curl -s http://%s/metrics    Prometheus metrics
 
 `, bootDelay.Seconds(), jobSeconds, w.dir, w.admin, w.admin)
-
-	// The daemon, with its log in the demo's directory (and on stderr
-	// with Verbose).
-	logFile, err := os.OpenFile(w.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	var logw io.Writer = logFile
-	if o.Verbose {
-		logw = io.MultiWriter(logFile, o.Stderr)
-	}
-	daemonCtx, stopDaemon := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopDaemon()
-	daemonDone := make(chan error, 1)
-	go func() { daemonDone <- o.Daemon(daemonCtx, w.cfg, logw) }()
-	daemonExited := func() bool {
-		select {
-		case e := <-daemonDone:
-			daemonDone <- e
-			return true
-		default:
-			return false
-		}
-	}
+	p.line("tarty", "ready: webhooks on %s, admin on %s", w.hook, w.admin)
 
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	watchDone := make(chan struct{})
@@ -95,19 +71,19 @@ While it runs, the admin listener answers:
 		wa.run(watchCtx)
 	}()
 
-	s := &scenario{o: o, w: w, wa: wa, p: p, exited: daemonExited}
+	s := &scenario{o: o, w: w, wa: wa, p: p, exited: r.exited}
 	scenErr := s.play(ctx)
 	s.metrics, _ = wa.metrics(context.Background()) // while the admin listener still answers
 
 	// Stop the daemon as SIGTERM stops `tarty run`, and see it exit 0.
 	var logSize int64
-	if fi, err := logFile.Stat(); err == nil {
+	if fi, err := r.logFile.Stat(); err == nil {
 		logSize = fi.Size()
 	}
-	stopDaemon()
+	r.stop()
 	var daemonErr error
 	select {
-	case daemonErr = <-daemonDone:
+	case daemonErr = <-r.done:
 	case <-time.After(stopBound):
 		daemonErr = fmt.Errorf("did not stop within %s", stopBound)
 	}
@@ -140,6 +116,111 @@ While it runs, the admin listener answers:
 	return nil
 }
 
+// running is the simulator with the daemon started in it.
+type running struct {
+	w       *world
+	logFile *os.File
+	stop    context.CancelFunc
+	done    chan error
+}
+
+// exited reports whether the daemon returned.
+func (r *running) exited() bool {
+	select {
+	case e := <-r.done:
+		r.done <- e
+		return true
+	default:
+		return false
+	}
+}
+
+// start builds the simulator and starts the daemon in it, until it is
+// ready. The ports the daemon listens on were free a moment before it
+// starts; when one was taken meanwhile it tries again with others.
+func start(ctx context.Context, o Options, onCommand func(string, int)) (*running, error) {
+	for attempt := 1; ; attempt++ {
+		r, err := startOnce(ctx, o, onCommand)
+		if err == nil {
+			return r, nil
+		}
+		if attempt == 3 || !portTaken(err) {
+			return nil, err
+		}
+	}
+}
+
+func portTaken(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+func startOnce(ctx context.Context, o Options, onCommand func(string, int)) (_ *running, err error) {
+	w, err := newWorld(o.Executable, onCommand)
+	if err != nil {
+		return nil, fmt.Errorf("setting up the simulator: %w", err)
+	}
+	r := &running{w: w, done: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			if r.stop != nil { // the daemon was started
+				r.stop()
+				select {
+				case <-r.done:
+				case <-time.After(stopBound):
+				}
+			}
+			if !portTaken(err) && !o.Verbose {
+				fmt.Fprintf(o.Stderr, "The daemon's log, last lines:\n")
+				tail(o.Stderr, w.logPath, 40)
+			}
+			r.logFile.Close()
+			w.close()
+		}
+	}()
+	for _, warn := range w.warnings {
+		fmt.Fprintf(o.Stderr, "warning: %s\n", warn)
+	}
+	// The daemon, with its log in the demo's directory (and on stderr
+	// with Verbose).
+	if r.logFile, err = os.OpenFile(w.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+		return nil, err
+	}
+	var logw io.Writer = r.logFile
+	if o.Verbose {
+		logw = io.MultiWriter(r.logFile, o.Stderr)
+	}
+	var daemonCtx context.Context
+	daemonCtx, r.stop = context.WithCancel(context.WithoutCancel(ctx))
+	go func() { r.done <- o.Daemon(daemonCtx, w.cfg, logw) }()
+
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(readyBound)
+	for {
+		resp, err := client.Get("http://" + w.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r, nil
+			}
+		}
+		select {
+		case err := <-r.done:
+			r.done <- err
+			if err == nil {
+				err = errors.New("it returned")
+			}
+			return nil, fmt.Errorf("the daemon stopped before it was ready: %w", err)
+		case <-ctx.Done():
+			return nil, errors.New("interrupted while the daemon started")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the daemon was not ready (/readyz) within %s", readyBound)
+		}
+	}
+}
+
 // scenario is the demo's story: it acts on the fake GitHub and the admin
 // listener, and waits for what it watches.
 type scenario struct {
@@ -162,13 +243,6 @@ func (s *scenario) fail(format string, a ...any) {
 
 func (s *scenario) play(ctx context.Context) error {
 	p, wa := s.p, s.wa
-	if err := s.waitFor(ctx, readyBound, "the daemon to be ready (/readyz)", func() bool {
-		_, code, err := wa.do(ctx, http.MethodGet, "/readyz")
-		return err == nil && code == http.StatusOK
-	}, false); err != nil {
-		return err
-	}
-	p.line("tarty", "ready: webhooks on %s, admin on %s", s.w.hook, s.w.admin)
 
 	// 1. Four jobs, two slots.
 	p.text("\n== 1. Four jobs arrive; at most two runner VMs run at once, so two jobs wait for a slot.\n\n")

@@ -160,11 +160,11 @@ func newWorld(exe string, onCommand func(string, int)) (w *world, err error) {
 	}
 
 	// The fake GitHub, delivering signed webhooks to Tarty's listener.
-	hookPort, err := freePort()
+	hookPort, err := pickPort()
 	if err != nil {
 		return w, err
 	}
-	adminPort, err := freePort()
+	adminPort, err := pickPort()
 	if err != nil {
 		return w, err
 	}
@@ -362,6 +362,9 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// pickPort chooses the daemon's ports (tests replace it).
+var pickPort = freePort
 
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort() (int, error) {
