@@ -397,6 +397,17 @@ func (s *scenario) finalChecks() {
 		if len(wa.running) > 0 {
 			s.fail("VMs still running after the daemon stopped: %v", wa.running)
 		}
+		for _, name := range wa.vmOrder {
+			vm := wa.vms[name]
+			switch {
+			case vm.source == baseImage && vm.renamedTo != runnerImage:
+				s.fail("the build VM %s did not become %s", name, runnerImage)
+			case vm.source == runnerImage && vm.stoppedBy != guestPoweredOff:
+				// The shutdown command powers each runner's VM off
+				// after its job; anything else is a watchdog or a stop.
+				s.fail("runner VM %s: %s", name, vm.stoppedBy)
+			}
+		}
 	})
 	if left := s.w.prefixedVMs(); len(left) > 0 {
 		s.fail("VMs left behind: %v", left)

@@ -326,8 +326,10 @@ func (w *world) runEnd(name string) string {
 	case strings.Contains(out[i:], "due to error"):
 		return "the guest stopped with an error"
 	}
-	return "the guest powered itself off"
+	return guestPoweredOff
 }
+
+const guestPoweredOff = "the guest powered itself off"
 
 func (w *world) label(vm string) string {
 	l, err := faketart.Label(w.tartHome, vm)
