@@ -126,14 +126,8 @@ func TestLoopOutOfOrderAndDuplicateEvents(t *testing.T) {
 		s, stop := w.start(w.options())
 		defer stop()
 		synctest.Wait()
-		ev := tarty.JobEvent{Source: tarty.SourceWebhook, JobID: 77, RunID: 7, Labels: []string{"tarty"},
-			Repository: "acme/app", Organization: "acme", CreatedAt: time.Now()}
-		send := func(a tarty.JobAction, status string) {
-			e := ev
-			e.Action, e.Status = a, status
-			w.events <- e
-			synctest.Wait()
-		}
+		var id int64 = 77
+		send := func(a tarty.JobAction, status string) { w.deliver(id, a, status) }
 		// completed arrives before queued: the job must never become demand.
 		send(tarty.ActionCompleted, "completed")
 		send(tarty.ActionQueued, "queued")
@@ -142,7 +136,7 @@ func TestLoopOutOfOrderAndDuplicateEvents(t *testing.T) {
 			t.Fatalf("a completed job came back as demand: %+v", st.Queued)
 		}
 		// A duplicate queued for a fresh job counts once.
-		ev.JobID = 78
+		id = 78
 		send(tarty.ActionQueued, "queued")
 		send(tarty.ActionQueued, "queued")
 		if st := status(t, s); len(st.Queued) != 1 {
@@ -162,14 +156,7 @@ func TestLoopApprovalParksTheJob(t *testing.T) {
 		s, stop := w.start(w.options())
 		defer stop()
 		synctest.Wait()
-		ev := tarty.JobEvent{Source: tarty.SourceWebhook, JobID: 90, RunID: 9, Labels: []string{"tarty"},
-			Repository: "acme/app", Organization: "acme", CreatedAt: time.Now()}
-		send := func(a tarty.JobAction, status string) {
-			e := ev
-			e.Action, e.Status = a, status
-			w.events <- e
-			synctest.Wait()
-		}
+		send := func(a tarty.JobAction, status string) { w.deliver(90, a, status) }
 		send(tarty.ActionQueued, "waiting") // GitHub's first delivery of a gated job
 		send(tarty.ActionWaiting, "waiting")
 		time.Sleep(time.Minute)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -615,6 +616,14 @@ func (w *world) sendLocked(j *wjob, action tarty.JobAction) {
 		return
 	}
 	w.events <- w.eventLocked(j, action, tarty.SourceWebhook)
+}
+
+// deliver sends the scheduler one webhook event for a job the world does not
+// track (a bare event, created now) and waits until it was handled.
+func (w *world) deliver(id int64, action tarty.JobAction, status string) {
+	w.events <- tarty.JobEvent{Source: tarty.SourceWebhook, Action: action, Status: status, JobID: id, RunID: id * 10,
+		Labels: []string{"tarty"}, Repository: "acme/app", Organization: "acme", CreatedAt: time.Now()}
+	synctest.Wait()
 }
 
 // queue creates a job and delivers its queued webhook.
