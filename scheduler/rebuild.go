@@ -36,9 +36,6 @@ const (
 	DefaultPullTimeout    = 2 * time.Hour
 	DefaultPullAttempts   = 3
 	DefaultShutdownWait   = 3 * time.Minute
-	// diskMargin is free space kept beyond the image's size: macOS guests
-	// grow their disks while the command installs things.
-	diskMargin = 10 << 30
 )
 
 func (o *RebuildOptions) normalize() {
@@ -53,6 +50,16 @@ func (o *RebuildOptions) normalize() {
 		o.PullAttempts = DefaultPullAttempts
 	}
 }
+
+// RebuildDiskNeeded is the free space the rebuild wants before it clones an
+// image of size bytes: the clone can grow to the image's full size, plus a
+// quarter of it (at least 1 GiB) for what rebuild.command installs and for
+// tart's own files.
+func RebuildDiskNeeded(size uint64) uint64 {
+	return size + max(size/4, 1<<30)
+}
+
+func gb(n uint64) float64 { return float64(n) / 1e9 }
 
 // nextRebuild is the first rebuild.hour strictly after now, in loc. On a
 // night when that hour does not exist (clocks go forward) it is the hour
@@ -387,9 +394,9 @@ func (s *Scheduler) checkDisk(ctx context.Context, image string) error {
 	if err != nil {
 		return fmt.Errorf("free disk: %w", err)
 	}
-	if need := size + diskMargin; free < need {
-		return fmt.Errorf("not enough free disk: a clone of %s may take %d GB and %d GB are kept spare, but %d GB are free",
-			image, size>>30, uint64(diskMargin)>>30, free>>30)
+	if need := RebuildDiskNeeded(size); free < need {
+		return fmt.Errorf("not enough free disk: a clone of %s may take %.1f GB and %.1f GB are kept spare, but %.1f GB are free",
+			image, gb(size), gb(need-size), gb(free))
 	}
 	return nil
 }
@@ -482,7 +489,7 @@ func (s *Scheduler) inVM(ctx context.Context, log zerolog.Logger, image, name, k
 	sctx, scancel := context.WithTimeout(ctx, s.opts.Rebuild.ShutdownWait)
 	defer scancel()
 	// The session ends with the guest, often without an exit status.
-	_ = s.guest.Run(sctx, keyImage, addr, s.opts.ShutdownCommand, nil, nil, nil)
+	_ = s.guest.Run(sctx, keyImage, addr, "export TARTY_RUNNER_NAME="+shQuote(name)+"; "+s.opts.ShutdownCommand, nil, nil, nil)
 	w.wait(sctx)
 	if sctx.Err() != nil && ctx.Err() == nil {
 		// A hard stop can lose what the guest had not written yet: the build

@@ -60,6 +60,9 @@ func (s *Scheduler) poll(base context.Context) {
 	runners, runnersErr := s.runners.ListRunners(ctx, s.opts.Prefix+"-")
 	capacity, capErr := s.backend.Capacity(ctx)
 	vms, vmsErr := s.backend.VMs(ctx, s.opts.Prefix+"-")
+	if base.Err() != nil {
+		return // the daemon stopped mid-poll: nothing to report
+	}
 
 	if jobsErr != nil {
 		s.met.pollErrors.WithLabelValues("poll").Inc()

@@ -390,7 +390,7 @@ func (w *world) Run(ctx context.Context, _, addr, command string, _ io.Reader, s
 		w.mu.Unlock()
 		fmt.Fprintln(stdout, v)
 		return nil
-	case command == DefaultShutdownCommand:
+	case strings.HasSuffix(command, "; "+DefaultShutdownCommand):
 		if !w.hangShutdown {
 			go func() {
 				time.Sleep(5 * time.Second)

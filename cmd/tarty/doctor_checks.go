@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tartyci/tarty/config"
+	"github.com/tartyci/tarty/scheduler"
 	"github.com/tartyci/tarty/tartvm"
 )
 
@@ -29,6 +30,8 @@ func doctorChecks() []doctorCheck {
 		{id: "github", title: "GitHub access", run: checkGitHub},
 		{id: "jit", title: "GitHub runners", needs: []string{"github"}, run: checkJIT},
 		{id: "group", title: "runner group", needs: []string{"github"}, run: checkRunnerGroup},
+		{id: "runner-version", title: "actions runner", needs: []string{"github"}, run: checkRunnerVersion},
+		{id: "redelivery", title: "webhook redelivery", needs: []string{"github"}, run: checkRedelivery},
 		{id: "webhook-secret", title: "webhook secret", run: checkWebhookSecret},
 		{id: "admin", title: "admin listener", run: checkAdmin},
 		{id: "ssh", title: "SSH into a clone", local: true, needs: []string{"tart", "runner-image"}, timeout: -1, run: checkSSH},
@@ -196,9 +199,6 @@ func checkDHCPLease(ctx context.Context, e *doctorEnv) checkResult {
 	return checkPass("bootpd leases addresses for %d s", int(lease.Seconds()))
 }
 
-// doctorDiskMargin is what the nightly rebuild keeps free beyond a clone.
-const doctorDiskMargin = 10 << 30
-
 func checkDisk(ctx context.Context, e *doctorEnv) checkResult {
 	runner := e.cfg.Images.Runner
 	free, err := e.tart.FreeDisk()
@@ -210,13 +210,14 @@ func checkDisk(ctx context.Context, e *doctorEnv) checkResult {
 		return checkFailErr(err, "check that `tart list` works for this user", "size of %q", runner)
 	}
 	fix := "free space on the volume of TART_HOME (tart's OCI cache: tart prune --entries caches --older-than 7)"
+	need := scheduler.RebuildDiskNeeded(size)
 	switch {
-	case free < size+doctorDiskMargin:
+	case free < need:
 		return checkFail(fix, "%s free; a clone of %q can grow to %s and %s are kept spare: the nightly rebuild refuses to start",
-			gigabytes(free), runner, gigabytes(size), gigabytes(doctorDiskMargin))
-	case free < 2*size+doctorDiskMargin:
+			gigabytes(free), runner, gigabytes(size), gigabytes(need-size))
+	case free < size+need:
 		return checkWarn(fix, "%s free; a runner and the rebuild beside it can each grow to %s (%q), with %s kept spare",
-			gigabytes(free), gigabytes(size), runner, gigabytes(doctorDiskMargin))
+			gigabytes(free), gigabytes(size), runner, gigabytes(need-size))
 	}
 	return checkPass("%s free; a clone of %q can grow to %s", gigabytes(free), runner, gigabytes(size))
 }
