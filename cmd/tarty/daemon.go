@@ -39,6 +39,7 @@ type daemon struct {
 	sched   *scheduler.Scheduler
 	hook    *webhook.Server
 	admin   *admin.Server
+	upkeep  *upkeepParts // runner version guard, webhook redelivery (upkeep.go)
 }
 
 // statePaths are Tarty's own files under state_dir.
@@ -132,6 +133,7 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 	d.sched, err = scheduler.New(scheduler.Options{
 		Prefix: prefix, Image: cfg.Images.Runner, Labels: cfg.GitHub.Labels,
 		Max: cfg.Runners.Max, Warm: cfg.Runners.Warm,
+		OnRunnerVersion: d.onRunnerVersion, OnMissedJob: d.onMissedJob,
 		BootTimeout: cfg.Runners.BootTimeout, IdleTimeout: cfg.Runners.IdleTimeout, MaxLifetime: cfg.Runners.MaxLifetime,
 		WorkDir: cfg.Runners.WorkDir, ShutdownCommand: cfg.Runners.ShutdownCommand,
 		ReconcileInterval: cfg.Reconcile.Interval,
@@ -143,6 +145,9 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 	}, scheduler.Deps{Backend: d.backend, Guest: guest, Runners: d.gh, Jobs: d.gh, Events: events,
 		Images: images, HostKeys: hostKeys, Registerer: d.reg, Logger: log})
 	if err != nil {
+		return nil, err
+	}
+	if d.upkeep, err = newUpkeep(d, mode); err != nil {
 		return nil, err
 	}
 	if mode == modeRebuildOnly {
@@ -275,6 +280,7 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 	}
 	go func() { schedDone <- d.sched.Run(schedCtx) }()
+	upkeepDone := d.upkeep.start(schedCtx)
 	if d.tart != nil {
 		go d.pruneTartLogs(schedCtx)
 	}
@@ -299,6 +305,7 @@ func (d *daemon) run(ctx context.Context) error {
 	hookErr := <-hookDone
 	stopSched()
 	schedErr := <-schedDone
+	upkeepDone()
 	stopAdmin()
 	adminErr := <-adminDone
 	if failed != nil {

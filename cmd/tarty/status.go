@@ -111,6 +111,7 @@ func printStatus(w io.Writer, st scheduler.Status) {
 	if rb.LastSuccessAt != nil {
 		fmt.Fprintf(w, "Last success: %s ago\n", age(*rb.LastSuccessAt, now))
 	}
+	printRunnerStatus(w, st)
 	if st.RunnersGone > 0 {
 		fmt.Fprintf(w, "Runner registrations still to remove: %d\n", st.RunnersGone)
 	}
