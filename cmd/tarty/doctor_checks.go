@@ -32,8 +32,6 @@ func doctorChecks() []doctorCheck {
 		{id: "group", title: "runner group", needs: []string{"github"}, run: checkRunnerGroup},
 		{id: "runner-version", title: "actions runner", needs: []string{"github"}, run: checkRunnerVersion},
 		{id: "redelivery", title: "webhook redelivery", needs: []string{"github"}, run: checkRedelivery},
-		{id: "runner-version", title: "actions runner", needs: []string{"github"}, run: checkRunnerVersion},
-		{id: "redelivery", title: "webhook redelivery", needs: []string{"github"}, run: checkRedelivery},
 		{id: "webhook-secret", title: "webhook secret", run: checkWebhookSecret},
 		{id: "admin", title: "admin listener", run: checkAdmin},
 		{id: "ssh", title: "SSH into a clone", local: true, needs: []string{"tart", "runner-image"}, timeout: -1, run: checkSSH},
