@@ -219,6 +219,7 @@ type Guard struct {
 	latest    Latest
 	haveGood  bool      // latest holds a useful answer
 	nextFetch time.Time // when to ask GitHub again
+	warnedAt  time.Time // the last warning that the runner is old (one a day)
 }
 
 // NewGuard builds a Guard; it starts nothing.
@@ -320,7 +321,8 @@ func (g *Guard) Check(ctx context.Context) time.Duration {
 	g.o.Scheduler.SetRunnerStatus(scheduler.RunnerStatus{ImageVersion: a.ImageVersion, Latest: a.Latest,
 		BehindDays: a.BehindDays, Note: note, CheckedAt: &checked})
 	g.o.Metrics.setRunner(g.o.Image, a.ImageVersion, a.Latest, a.BehindDays)
-	if a.Behind && a.Age(now) >= WarnBehind {
+	if a.Behind && a.Age(now) >= WarnBehind && (g.warnedAt.IsZero() || now.Sub(g.warnedAt) >= 24*time.Hour) {
+		g.warnedAt = now
 		g.log.Warn().Str("runner_version", a.ImageVersion).Str("latest", a.Latest).Float64("behind_days", a.BehindDays).
 			Msg("the runner image's actions runner is old: GitHub stops sending jobs to a runner 30 days behind; rebuild the image (rebuild.command must install the newest runner)")
 	}

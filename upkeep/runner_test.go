@@ -110,7 +110,7 @@ func TestGuardEarlyRebuildAtAQuietMoment(t *testing.T) {
 	if next := g.Check(ctx); next != DefaultRecheck || f.sched.rebuildCount() != 1 {
 		t.Fatalf("quiet: next %s, rebuilds %d", next, f.sched.rebuildCount())
 	}
-	if f.logs.count("rebuilding now") != 1 || testutil.ToFloat64(f.met.earlyRebuilds) != 1 {
+	if f.logs.count("rebuilding now") != 1 || testutil.ToFloat64(f.met.earlyRebuilds) != 1 || f.logs.count("the runner image's actions runner is old") != 1 {
 		t.Errorf("log %s", f.logs.String())
 	}
 
