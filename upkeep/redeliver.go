@@ -92,8 +92,9 @@ func (r *Redeliverer) Gap() {
 	}
 }
 
-// Run sweeps at once, then after each Gap and while a sweep left work, never
-// twice within MinInterval, until ctx ends.
+// Run sweeps at once, then after each Gap, while a sweep left work, and
+// after a sweep that failed for a passing reason (GitHub unreachable at
+// start), never twice within MinInterval, until ctx ends.
 func (r *Redeliverer) Run(ctx context.Context) error {
 	pending := true
 	var last time.Time
@@ -106,8 +107,8 @@ func (r *Redeliverer) Run(ctx context.Context) error {
 				wait = last.Add(r.o.MinInterval).Sub(r.o.Now())
 			}
 			if wait <= 0 {
-				rep, _ := r.Sweep(ctx)
-				last, pending = r.o.Now(), rep.More
+				rep, err := r.Sweep(ctx)
+				last, pending = r.o.Now(), rep.More || retryable(err)
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -129,6 +130,14 @@ func (r *Redeliverer) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// retryable reports a sweep that failed for a reason that may pass by
+// itself (GitHub or the network down, a rate limit): try again after
+// MinInterval. A missing permission or webhook waits for the next gap.
+func retryable(err error) bool {
+	return err != nil && !errors.Is(err, ghapi.ErrHookAccess) && !errors.Is(err, ghapi.ErrHookNotFound) &&
+		!errors.Is(err, ghapi.ErrHookAmbiguous) && !errors.Is(err, context.Canceled)
 }
 
 // SweepReport is what one sweep did.
@@ -304,7 +313,7 @@ func (r *Redeliverer) problem(err error) string {
 	}
 	switch {
 	case kind == "error":
-		r.log.Warn().Err(err).Msg("looking at the webhook's deliveries; trying again after the next gap")
+		r.log.Warn().Err(err).Msg("looking at the webhook's deliveries; trying again later")
 	case r.warned[kind]:
 		r.log.Debug().Err(err).Msg("webhook redelivery unavailable")
 	default:

@@ -356,6 +356,7 @@ func TestRedeliveryWithoutAHook(t *testing.T) {
 // fakeHooks is a HookSource in memory, for the rules and for Run.
 type fakeHooks struct {
 	mu          sync.Mutex
+	failLists   int // the next lists fail (GitHub unreachable)
 	deliveries  []ghapi.HookDelivery // newest first
 	finds       int
 	lists       int
@@ -373,6 +374,10 @@ func (f *fakeHooks) HookDeliveries(_ context.Context, _ ghapi.Hook, after int64,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists++
+	if f.failLists > 0 {
+		f.failLists--
+		return nil, false, errors.New("dial tcp: connection refused")
+	}
 	var out []ghapi.HookDelivery
 	for _, d := range f.deliveries {
 		if d.ID <= after || d.DeliveredAt.Before(since) {
@@ -439,7 +444,7 @@ func TestRedeliveryChoosesWhatToAsk(t *testing.T) {
 func TestRedeliveryRunIsRateLimited(t *testing.T) {
 	dir := t.TempDir()
 	synctest.Test(t, func(t *testing.T) {
-		fh := &fakeHooks{}
+		fh := &fakeHooks{failLists: 1} // GitHub unreachable at start
 		store, err := OpenStore(dir+"/"+StateFile, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
@@ -452,23 +457,28 @@ func TestRedeliveryRunIsRateLimited(t *testing.T) {
 		if lists, _ := fh.counts(); lists != 1 {
 			t.Fatalf("at start: %d sweeps", lists)
 		}
+		time.Sleep(10 * time.Minute) // the failed one is tried again
+		synctest.Wait()
+		if lists, _ := fh.counts(); lists != 2 {
+			t.Fatalf("after a failed sweep: %d sweeps", lists)
+		}
 
 		for range 5 {
 			r.Gap()
 		}
 		time.Sleep(9 * time.Minute)
 		synctest.Wait()
-		if lists, _ := fh.counts(); lists != 1 {
+		if lists, _ := fh.counts(); lists != 2 {
 			t.Errorf("gaps within 10 minutes: %d sweeps", lists)
 		}
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		if lists, _ := fh.counts(); lists != 2 {
+		if lists, _ := fh.counts(); lists != 3 {
 			t.Errorf("10 minutes after: %d sweeps", lists)
 		}
 		time.Sleep(time.Hour)
 		synctest.Wait()
-		if lists, _ := fh.counts(); lists != 2 {
+		if lists, _ := fh.counts(); lists != 3 {
 			t.Errorf("no gap, no sweep: %d sweeps", lists)
 		}
 
@@ -482,7 +492,7 @@ func TestRedeliveryRunIsRateLimited(t *testing.T) {
 		time.Sleep(30 * time.Minute)
 		synctest.Wait()
 		lists, asked := fh.counts()
-		if !slices.Equal(asked, []int64{100, 101, 102, 103, 104}) || lists != 5 {
+		if !slices.Equal(asked, []int64{100, 101, 102, 103, 104}) || lists != 6 {
 			t.Errorf("after 30 minutes: %d sweeps asked %v", lists, asked)
 		}
 		cancel()
