@@ -356,7 +356,7 @@ func TestRedeliveryWithoutAHook(t *testing.T) {
 // fakeHooks is a HookSource in memory, for the rules and for Run.
 type fakeHooks struct {
 	mu          sync.Mutex
-	failLists   int // the next lists fail (GitHub unreachable)
+	failLists   int                  // the next lists fail (GitHub unreachable)
 	deliveries  []ghapi.HookDelivery // newest first
 	finds       int
 	lists       int
