@@ -24,6 +24,7 @@ type core struct {
 
 	slots    []*slot
 	jobs     map[int64]*job       // queued and parked (waiting) jobs
+	parked   int                  // how many of jobs are parked: queued() is len(jobs) - parked
 	finished map[int64]finishMark // jobs seen in_progress or completed: never demand again
 	removals map[int64]*removal   // runner registrations still to delete
 
@@ -246,6 +247,12 @@ func (c *core) onQueued(now time.Time, ev tarty.JobEvent) bool {
 		j = &job{firstSeen: now}
 		c.jobs[ev.JobID] = j
 	}
+	if known && j.waiting {
+		c.parked--
+	}
+	if waiting {
+		c.parked++
+	}
 	j.ev, j.waiting, j.lastSeen = ev, waiting, now
 	if !known && !waiting && ev.Source == tarty.SourcePoller && c.obs.missedJob != nil {
 		c.obs.missedJob()
@@ -257,7 +264,7 @@ func (c *core) onQueued(now time.Time, ev tarty.JobEvent) bool {
 // runner took it, and a runner of Tarty's becomes busy (or done).
 func (c *core) onTaken(now time.Time, ev tarty.JobEvent, completed bool) {
 	prev, seen := c.finished[ev.JobID]
-	delete(c.jobs, ev.JobID)
+	c.dropJob(ev.JobID)
 	if !seen || completed {
 		c.finished[ev.JobID] = finishMark{at: now, completed: completed || prev.completed}
 	}
@@ -310,7 +317,7 @@ func (c *core) onPoll(now, started time.Time, res tarty.PollResult) {
 		// Parked jobs are not queued, so no poll lists them: they leave on
 		// their own in_progress or completed event, or when stale.
 		if !j.waiting && !found[id] && complete[strings.ToLower(j.ev.Repository)] && j.firstSeen.Before(started) {
-			delete(c.jobs, id)
+			c.dropJob(id)
 		}
 	}
 	c.polled = true
@@ -381,15 +388,18 @@ func (c *core) onRemoval(now time.Time, id int64, err error) {
 	r.nextAt = now.Add(wait)
 }
 
-// queued counts the jobs in demand (parked ones are not).
-func (c *core) queued() int {
-	n := 0
-	for _, j := range c.jobs {
-		if !j.waiting {
-			n++
+// queued counts the jobs in demand (parked ones are not). It runs at every
+// decision, so it is a count kept up to date, not a walk over the demand.
+func (c *core) queued() int { return len(c.jobs) - c.parked }
+
+// dropJob removes a job from demand (or from the parked ones).
+func (c *core) dropJob(id int64) {
+	if j, ok := c.jobs[id]; ok {
+		if j.waiting {
+			c.parked--
 		}
+		delete(c.jobs, id)
 	}
-	return n
 }
 
 func (c *core) pruneFinished(now time.Time) {
@@ -405,7 +415,7 @@ func (c *core) pruneFinished(now time.Time) {
 	}
 	for id, j := range c.jobs {
 		if now.Sub(j.lastSeen) > tarty.StaleAfter {
-			delete(c.jobs, id) // nothing said it waits for a day: GitHub has failed it by now
+			c.dropJob(id) // nothing said it waits for a day: GitHub has failed it by now
 		}
 	}
 }

@@ -21,6 +21,11 @@ type ReplayJob struct {
 	Labels     []string
 	Arrival    time.Time     // when GitHub queued it (created_at)
 	Duration   time.Duration // how long it ran (completed_at - started_at)
+	// CancelAt, when set, is when the job was cancelled: still queued then,
+	// it leaves the queue without running (demand that never ran: it may
+	// still have made a Tarty launch a VM); taken earlier, it runs until
+	// then. Cancelled jobs count as demand but not in the wait statistics.
+	CancelAt time.Time
 }
 
 // ReplayConfig describes the simulated fleet. Each Mac runs its own Tarty
@@ -49,7 +54,7 @@ type ReplayConfig struct {
 // ReplayStats is what a replay measured.
 type ReplayStats struct {
 	Jobs        int
-	Waits       []time.Duration // per job, in the order given
+	Waits       []time.Duration // per job, in the order given (0: a cancelled job never started)
 	Mean        time.Duration
 	P50         time.Duration
 	P95         time.Duration
@@ -59,8 +64,11 @@ type ReplayStats struct {
 	Utilisation float64 // busy slot time / slot time over the replay
 	PeakQueue   int     // most jobs queued at once
 	VMHours     float64 // time VMs existed, booting and idle included
-	Unserved    int     // jobs still queued when the replay ended
-	Launches    int
+	// Unserved jobs were still queued 24 hours after their creation, when
+	// GitHub fails them; each counts in the wait statistics with that wait.
+	Unserved  int
+	Cancelled int // jobs with CancelAt: not in the wait statistics
+	Launches  int
 }
 
 // Replay runs jobs through the real scheduler core in simulated time. It is
@@ -114,6 +122,7 @@ const (
 	evVMExit
 	evTornDown
 	evRebuildDone
+	evDeadline // a job's CancelAt, or GitHub's 24-hour limit on a queued job
 )
 
 type eventHeap []simEvent
@@ -150,12 +159,16 @@ type sim struct {
 	seq    uint64
 	now    time.Time
 
-	queue   []int                // job indexes queued on GitHub, oldest first
+	queue   []int                // job indexes queued on GitHub, oldest first (some may be gone)
+	inQueue []bool               // per job: queued on GitHub now
+	queued  int                  // jobs queued on GitHub now
+	order   []int                // per sorted job: its index in the caller's slice
 	idle    map[string]simRunner // listening runners by VM name
 	started []time.Time          // per job: when a runner took it
 	vmSince map[string]time.Time // per VM: created
 	ticks   []time.Time          // per Mac: the tick already scheduled
 	names   []int
+	done    int // jobs that ended: completed, cancelled or failed by GitHub
 
 	vmTime    time.Duration
 	busyTime  time.Duration
@@ -165,11 +178,18 @@ type sim struct {
 }
 
 func newSim(cfg ReplayConfig, jobs []ReplayJob) *sim {
-	sorted := slices.Clone(jobs)
-	sort.SliceStable(sorted, func(a, b int) bool { return sorted[a].Arrival.Before(sorted[b].Arrival) })
-	s := &sim{cfg: cfg, jobs: sorted, idle: map[string]simRunner{}, vmSince: map[string]time.Time{},
-		started: make([]time.Time, len(sorted)), ticks: make([]time.Time, cfg.Macs), names: make([]int, cfg.Macs),
-		rebuildAt: make([]time.Time, cfg.Macs)}
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return jobs[order[a]].Arrival.Before(jobs[order[b]].Arrival) })
+	sorted := make([]ReplayJob, len(jobs))
+	for i, k := range order {
+		sorted[i] = jobs[k]
+	}
+	s := &sim{cfg: cfg, jobs: sorted, order: order, idle: map[string]simRunner{}, vmSince: map[string]time.Time{},
+		started: make([]time.Time, len(sorted)), inQueue: make([]bool, len(sorted)),
+		ticks: make([]time.Time, cfg.Macs), names: make([]int, cfg.Macs), rebuildAt: make([]time.Time, cfg.Macs)}
 	// Start at the first day's midnight, so that night's rebuild counts too.
 	first := sorted[0].Arrival.In(cfg.Location)
 	s.now = time.Date(first.Year(), first.Month(), first.Day(), 0, 0, 0, 0, cfg.Location)
@@ -188,6 +208,11 @@ func newSim(cfg ReplayConfig, jobs []ReplayJob) *sim {
 		c := newCore(opts, zerolog.Nop(), observer{})
 		c.recovered, c.polled = true, true
 		c.nextPoll = time.Time{}.Add(1<<62 - 1) // webhooks are reliable here: no poll
+		// Every job's end reaches the cores (GitHub's 24-hour failure of a
+		// queued job too), and no event is ever replayed: the pruning of
+		// stale demand and of the memory of finished jobs has nothing to
+		// do, and with tens of thousands of jobs it would dominate the run.
+		c.lastPrune = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 		if cfg.RebuildHour >= 0 && cfg.RebuildDuration > 0 {
 			c.rebuild.enabled = true
 			c.rebuild.nextAt = nextRebuild(s.now, cfg.RebuildHour, cfg.Location)
@@ -196,6 +221,11 @@ func newSim(cfg ReplayConfig, jobs []ReplayJob) *sim {
 	}
 	for i, j := range s.jobs {
 		s.push(simEvent{at: j.Arrival, mac: -1, kind: evArrive, job: i})
+		deadline := j.Arrival.Add(tarty.StaleAfter)
+		if !j.CancelAt.IsZero() && j.CancelAt.Before(deadline) {
+			deadline = j.CancelAt
+		}
+		s.push(simEvent{at: deadline, mac: -1, kind: evDeadline, job: i})
 	}
 	return s
 }
@@ -210,16 +240,27 @@ func (s *sim) run() (ReplayStats, error) {
 	for m := range s.cores {
 		s.step(m)
 	}
-	done := 0
 	for s.events.Len() > 0 {
 		e := heap.Pop(&s.events).(simEvent)
 		s.advance(e.at)
 		switch e.kind {
 		case evArrive:
 			s.queue = append(s.queue, e.job)
-			s.peak = max(s.peak, len(s.queue))
+			s.inQueue[e.job] = true
+			s.queued++
+			s.peak = max(s.peak, s.queued)
 			s.broadcast(e.job, tarty.ActionQueued, "")
 			s.dispatch()
+		case evDeadline:
+			if !s.inQueue[e.job] {
+				break // taken by a runner before: its end comes as evJobEnd
+			}
+			// GitHub cancels it, or fails it after 24 hours queued: the
+			// completed event carries no runner.
+			s.inQueue[e.job] = false
+			s.queued--
+			s.broadcast(e.job, tarty.ActionCompleted, "")
+			s.done++
 		case evTick:
 			if e.at.Equal(s.ticks[e.mac]) {
 				s.ticks[e.mac] = time.Time{}
@@ -233,7 +274,7 @@ func (s *sim) run() (ReplayStats, error) {
 			}
 		case evJobEnd:
 			s.broadcast(e.job, tarty.ActionCompleted, e.vm)
-			done++
+			s.done++
 			// The guest powers off a few seconds after its job.
 			s.push(simEvent{at: s.now.Add(2 * time.Second), mac: e.mac, kind: evVMExit, slot: e.slot, vm: e.vm})
 		case evVMExit:
@@ -255,7 +296,7 @@ func (s *sim) run() (ReplayStats, error) {
 				s.step(m)
 			}
 		}
-		if done == len(s.jobs) && len(s.queue) == 0 {
+		if s.done == len(s.jobs) {
 			break
 		}
 	}
@@ -296,7 +337,7 @@ func (s *sim) broadcast(i int, action tarty.JobAction, runner string) {
 // dispatch is GitHub: the oldest queued job goes to the runner that has
 // listened longest.
 func (s *sim) dispatch() {
-	for len(s.queue) > 0 && len(s.idle) > 0 {
+	for s.queued > 0 && len(s.idle) > 0 {
 		var best simRunner
 		first := true
 		for _, r := range s.idle {
@@ -304,18 +345,31 @@ func (s *sim) dispatch() {
 				best, first = r, false
 			}
 		}
+		for !s.inQueue[s.queue[0]] {
+			s.queue = s.queue[1:] // cancelled or failed while queued
+		}
 		i := s.queue[0]
 		s.queue = s.queue[1:]
+		s.inQueue[i] = false
+		s.queued--
 		delete(s.idle, best.vm)
 		s.started[i] = s.now
 		s.broadcast(i, tarty.ActionInProgress, best.vm)
-		s.push(simEvent{at: s.now.Add(s.jobs[i].Duration), mac: best.mac, kind: evJobEnd, slot: best.slot, vm: best.vm, job: i})
+		end := s.now.Add(s.jobs[i].Duration)
+		if c := s.jobs[i].CancelAt; !c.IsZero() {
+			end = c // it runs until it is cancelled
+			if end.Before(s.now) {
+				end = s.now
+			}
+		}
+		s.push(simEvent{at: end, mac: best.mac, kind: evJobEnd, slot: best.slot, vm: best.vm, job: i})
 	}
 }
 
 // step runs one Mac's decision and turns its actions into future events.
 func (s *sim) step(m int) {
 	c := s.cores[m]
+	again := false
 	for _, a := range c.step(s.now) {
 		switch a.Kind {
 		case ActLaunch:
@@ -333,11 +387,22 @@ func (s *sim) step(m int) {
 		case ActCheckVMs:
 			c.checking = false
 		case ActRebuild:
-			c.rebuild.wanted = true // the worker asks for its slot at once
-		case ActReserve:
-			s.rebuildAt[m] = s.now
-			s.push(simEvent{at: s.now.Add(s.cfg.RebuildDuration), mac: m, kind: evRebuildDone})
+			// The worker asks for its slot at once; the request is an
+			// event of its own, so the core decides again.
+			c.rebuild.wanted = true
+			again = true
 		}
+	}
+	// The rebuild holds its slot for RebuildDuration from when it got it:
+	// a free slot (ActReserve) or an idle runner's, reserved as its
+	// tear-down ends (in onTornDown, with no action of its own).
+	if c.rebuild.slot >= 0 && s.rebuildAt[m].IsZero() {
+		s.rebuildAt[m] = s.now
+		s.push(simEvent{at: s.now.Add(s.cfg.RebuildDuration), mac: m, kind: evRebuildDone})
+	}
+	if again {
+		s.step(m)
+		return
 	}
 	if next := c.nextDeadline(s.now); !next.IsZero() && (s.ticks[m].IsZero() || next.Before(s.ticks[m])) {
 		s.ticks[m] = next
@@ -346,7 +411,7 @@ func (s *sim) step(m int) {
 }
 
 func (s *sim) stats() ReplayStats {
-	st := ReplayStats{Jobs: len(s.jobs), PeakQueue: s.peak, Launches: s.launches, Unserved: len(s.queue)}
+	st := ReplayStats{Jobs: len(s.jobs), PeakQueue: s.peak, Launches: s.launches}
 	for vm, since := range s.vmSince {
 		_ = vm
 		s.vmTime += s.now.Sub(since)
@@ -355,11 +420,21 @@ func (s *sim) stats() ReplayStats {
 	var total time.Duration
 	st.Waits = make([]time.Duration, len(s.jobs))
 	for i, j := range s.jobs {
-		if s.started[i].IsZero() {
+		var w time.Duration
+		switch {
+		case !j.CancelAt.IsZero():
+			st.Cancelled++
+			if !s.started[i].IsZero() {
+				st.Waits[s.order[i]] = s.started[i].Sub(j.Arrival)
+			}
 			continue
+		case s.started[i].IsZero():
+			st.Unserved++ // GitHub failed it after waiting a day
+			w = tarty.StaleAfter
+		default:
+			w = s.started[i].Sub(j.Arrival)
 		}
-		w := s.started[i].Sub(j.Arrival)
-		st.Waits[i] = w
+		st.Waits[s.order[i]] = w
 		waits = append(waits, w)
 		total += w
 		if w > time.Minute {
