@@ -50,6 +50,7 @@ func commands() map[string]*command {
 		{name: "rebuild", summary: "rebuild the runner image now (inside the budget); with no daemon, directly", run: cmdRebuild},
 		{name: "rollback", summary: "restore <images.runner>-previous as the runner image", run: cmdRollback},
 		{name: "validate", summary: "load and check the config; print every problem; no side effects", run: cmdValidate},
+		planCommand(),
 		demoCommand(),
 		{name: "doctor", summary: "check the host, images, GitHub and SSH into a throwaway VM; PASS/WARN/FAIL with fixes", run: cmdDoctor},
 		{name: "forget-host-key", args: "IMAGE", summary: "drop the trusted SSH host key of IMAGE (after re-pulling it by hand)", run: cmdForgetHostKey},
