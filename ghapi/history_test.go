@@ -28,7 +28,7 @@ func readAllRuns(t *testing.T, c *Client, repo string, since, until time.Time) (
 	return runs, total, pages
 }
 
-func TestHistoryRunsPagedInWindowAndJobsOfEveryAttempt(t *testing.T) {
+func TestPlanHistoryRunsPagedInWindowAndJobsOfEveryAttempt(t *testing.T) {
 	clk := newClockInHour()
 	s := newFake(t, fakegithub.Config{Now: clk.Now})
 	now := clk.Now()
@@ -91,7 +91,7 @@ func TestHistoryRunsPagedInWindowAndJobsOfEveryAttempt(t *testing.T) {
 	}
 }
 
-func TestHistoryRepositoriesAreTheOnesTheGroupServes(t *testing.T) {
+func TestPlanHistoryRepositoriesAreTheOnesTheGroupServes(t *testing.T) {
 	s := newFake(t, fakegithub.Config{})
 	s.AddRepo("app")
 	s.AddRepo("lib")
@@ -114,7 +114,7 @@ func TestHistoryRepositoriesAreTheOnesTheGroupServes(t *testing.T) {
 	}
 }
 
-func TestCachedAnswersMakeTheNextProcessFree(t *testing.T) {
+func TestPlanCachedAnswersMakeTheNextProcessFree(t *testing.T) {
 	clk := newClockInHour()
 	s := newFake(t, fakegithub.Config{Now: clk.Now})
 	now := clk.Now()
@@ -155,7 +155,7 @@ func TestCachedAnswersMakeTheNextProcessFree(t *testing.T) {
 	}
 }
 
-func TestHistoryRateLimitIsTyped(t *testing.T) {
+func TestPlanHistoryRateLimitIsTyped(t *testing.T) {
 	clk := newClock()
 	s := newFake(t, fakegithub.Config{Now: clk.Now})
 	s.AddRepo("app")

@@ -130,9 +130,13 @@ type reader struct {
 	start int // the meter's units before the reading
 	stats ReadStats
 
-	mu   sync.Mutex
-	done int
+	mu    sync.Mutex
+	done  int
+	waits int // rate-limit waits sat out
 }
+
+// maxWaits bounds the rate-limit waits one reading sits out.
+const maxWaits = 20
 
 func (r *reader) spent() int { return r.o.Meter.Units() - r.start }
 
@@ -157,6 +161,13 @@ func (r *reader) call(ctx context.Context, phase string, f func() error) error {
 		var rle *ghapi.RateLimitError
 		if !errors.As(err, &rle) || rle.RetryAfter() > r.o.MaxWait {
 			return err
+		}
+		r.mu.Lock()
+		r.waits++
+		tooMany := r.waits > maxWaits
+		r.mu.Unlock()
+		if tooMany {
+			return fmt.Errorf("GitHub kept rate-limiting the reading (%d waits): %w", maxWaits, err)
 		}
 		r.progress(phase, 0, 0, fmt.Sprintf("GitHub's rate limit: waiting %s", FormatWait(rle.RetryAfter())))
 		if err := r.o.Sleep(ctx, rle.RetryAfter()); err != nil {

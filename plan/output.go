@@ -20,8 +20,11 @@ func WriteText(w io.Writer, r *Report) error {
 	c := r.Counts
 	fmt.Fprintf(bw, "History: %s, %s to %s: %s jobs\n", r.Source, r.From.UTC().Format("2006-01-02 15:04"),
 		r.To.UTC().Format("2006-01-02 15:04"), thousands(c.Read))
-	fmt.Fprintf(bw, "  replayed %s jobs of %s with labels Tarty serves %v", thousands(c.Replayed),
-		plural(c.Repositories, "repository", "repositories"), r.Model.Labels)
+	fmt.Fprintf(bw, "  replayed %s jobs", thousands(c.Replayed))
+	if c.Repositories > 0 {
+		fmt.Fprintf(bw, " of %s", plural(c.Repositories, "repository", "repositories"))
+	}
+	fmt.Fprintf(bw, " with labels Tarty serves %v", r.Model.Labels)
 	if c.Cancelled > 0 {
 		fmt.Fprintf(bw, " (%s cancelled: demand until cancelled, not in the waits)", thousands(c.Cancelled))
 	}

@@ -48,7 +48,7 @@ type Recommendation struct {
 	Fleet
 	Met  bool // false: no fleet of the sweep meets the target; Fleet is the best there is
 	P95  time.Duration
-	Next *Result // one more Mac (its best warm setting); nil outside the sweep
+	Next *Result // one more Mac, with its warm setting of lowest p95; nil outside the sweep
 	Gain float64 // the share of p95 one more Mac takes off
 	Text string
 }
@@ -169,11 +169,15 @@ func Recommend(results []Result, target time.Duration) Recommendation {
 		}
 		rec = Recommendation{Fleet: b.Fleet, P95: b.Stats.P95}
 	}
-	if next, ok := best[rec.Macs+1]; ok {
-		rec.Next = &next
-		if rec.P95 > 0 {
-			rec.Gain = float64(rec.P95-next.Stats.P95) / float64(rec.P95)
+	// One more Mac, with whichever warm setting does best.
+	for _, r := range results {
+		if r.Macs == rec.Macs+1 && (rec.Next == nil || r.Stats.P95 < rec.Next.Stats.P95) {
+			next := r
+			rec.Next = &next
 		}
+	}
+	if rec.Next != nil && rec.P95 > 0 {
+		rec.Gain = float64(rec.P95-rec.Next.Stats.P95) / float64(rec.P95)
 	}
 	rec.Text = recommendationText(rec, target, macs[len(macs)-1])
 	return rec
@@ -232,7 +236,7 @@ func recommendationText(rec Recommendation, target time.Duration, most int) stri
 	}
 	switch {
 	case rec.Next == nil && rec.Met:
-		s += fmt.Sprintf("; %d is the most --macs tried", rec.Macs)
+		s += fmt.Sprintf("; --macs stops at %d", rec.Macs)
 	case rec.Next == nil:
 	case rec.P95 == 0:
 		s += fmt.Sprintf("; no job waits, %d cannot do better", rec.Macs+1)

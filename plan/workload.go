@@ -92,7 +92,9 @@ func NewWorkload(jobs []Job, match tarty.LabelMatcher, runnerPrefix string) Work
 		} else if runnerPrefix != "" && strings.HasPrefix(j.RunnerName, runnerPrefix+"-") {
 			w.Observed = append(w.Observed, Observed{Index: len(w.Jobs), Wait: started.Sub(j.CreatedAt)})
 		}
-		repos[strings.ToLower(j.Repository)] = true
+		if j.Repository != "" {
+			repos[strings.ToLower(j.Repository)] = true
+		}
 		w.Jobs = append(w.Jobs, rj)
 	}
 	w.Counts.Replayed = len(w.Jobs)
