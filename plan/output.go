@@ -37,8 +37,15 @@ func WriteText(w io.Writer, r *Report) error {
 	fmt.Fprintf(bw, "Model: %d VMs a Mac; boot %s (%s); idle_timeout %s", m.SlotsPerMac, FormatWait(m.Boot), r.BootSource,
 		FormatWait(m.IdleTimeout))
 	if m.RebuildHour >= 0 && m.RebuildDuration > 0 {
-		fmt.Fprintf(bw, "; nightly rebuild at %02d:00 (%s) holds one VM of each Mac for %s", m.RebuildHour,
-			m.Location, FormatWait(m.RebuildDuration))
+		zone := "UTC"
+		switch {
+		case m.Location == time.Local:
+			zone = "local time"
+		case m.Location != nil:
+			zone = m.Location.String()
+		}
+		fmt.Fprintf(bw, "; nightly rebuild at %02d:00 %s holds one VM of each Mac for %s", m.RebuildHour,
+			zone, FormatWait(m.RebuildDuration))
 	} else {
 		fmt.Fprint(bw, "; no nightly rebuild")
 	}
@@ -118,7 +125,9 @@ func plural(n int, one, many string) string {
 	return thousands(n) + " " + many
 }
 
-// thousands prints n with commas: 48,210.
+// Thousands prints n with commas: 48,210.
+func Thousands(n int) string { return thousands(n) }
+
 func thousands(n int) string {
 	s := strconv.Itoa(n)
 	neg := strings.HasPrefix(s, "-")

@@ -48,7 +48,7 @@ type Recommendation struct {
 	Fleet
 	Met  bool // false: no fleet of the sweep meets the target; Fleet is the best there is
 	P95  time.Duration
-	Next *Result // one more Mac, with its warm setting of lowest p95; nil outside the sweep
+	Next *Result // one more Mac with the same warm setting; nil outside the sweep
 	Gain float64 // the share of p95 one more Mac takes off
 	Text string
 }
@@ -142,8 +142,9 @@ func Summarise(waits []time.Duration) WaitSummary {
 
 // Recommend picks the smallest number of Macs whose p95 wait is within
 // target with some warm setting (the fewest warm runners that do, as they
-// cost VM-hours), and says whether one more Mac would cut p95 by at least
-// LittleGain. When no fleet meets the target it names the best one.
+// cost VM-hours), and says whether one more Mac, with the same warm setting,
+// would cut p95 by at least LittleGain. When no fleet meets the target it
+// names the best one.
 func Recommend(results []Result, target time.Duration) Recommendation {
 	if len(results) == 0 {
 		return Recommendation{Text: "nothing was replayed"}
@@ -169,9 +170,9 @@ func Recommend(results []Result, target time.Duration) Recommendation {
 		}
 		rec = Recommendation{Fleet: b.Fleet, P95: b.Stats.P95}
 	}
-	// One more Mac, with whichever warm setting does best.
+	// One more Mac with the same warm setting: what the Mac alone brings.
 	for _, r := range results {
-		if r.Macs == rec.Macs+1 && (rec.Next == nil || r.Stats.P95 < rec.Next.Stats.P95) {
+		if r.Macs == rec.Macs+1 && r.Warm == rec.Warm {
 			next := r
 			rec.Next = &next
 		}

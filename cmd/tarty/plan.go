@@ -247,8 +247,9 @@ func readPlanHistory(ctx context.Context, inv *invocation, cfg *config.Config, o
 		fmt.Fprintf(inv.stderr, "tarty plan: %v\n", err)
 		return nil, "", exitFailure
 	}
-	fmt.Fprintf(inv.stderr, "read %d runs of %d repositories (%d from the cache), %d jobs: %d rate-limit units\n",
-		stats.Runs, stats.Repositories, stats.RunsCached, len(jobs), stats.Units)
+	fmt.Fprintf(inv.stderr, "read %s runs of %s repositories (%s from the cache), %s jobs: %s rate-limit units\n",
+		plan.Thousands(stats.Runs), plan.Thousands(stats.Repositories), plan.Thousands(stats.RunsCached),
+		plan.Thousands(len(jobs)), plan.Thousands(stats.Units))
 	if o.saveJobs != "" {
 		if err := writeJobsFile(o.saveJobs, jobs); err != nil {
 			fmt.Fprintf(inv.stderr, "tarty plan: --save-jobs: %v\n", err)

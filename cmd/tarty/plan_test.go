@@ -106,7 +106,7 @@ func TestPlanEndToEnd(t *testing.T) {
 		"with labels Tarty serves [tarty] (15 cancelled: demand until cancelled, not in the waits)",
 		"left out: 150 with other labels",
 		"boot 31s (the mean of 4 boots measured by the daemon on 127.0.0.1:",
-		"nightly rebuild at 03:00 (Local) holds one VM of each Mac for 40m",
+		"nightly rebuild at 03:00 local time holds one VM of each Mac for 40m",
 		"Macs  warm     mean      p50      p95      max",
 		"\n   1     0  ", "\n   3     1  ",
 		"Recommendation: ",
