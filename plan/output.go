@@ -18,7 +18,7 @@ import (
 func WriteText(w io.Writer, r *Report) error {
 	bw := bufio.NewWriter(w)
 	c := r.Counts
-	fmt.Fprintf(bw, "History: %s, %s to %s: %s jobs\n", r.Source, r.From.UTC().Format("2006-01-02 15:04"),
+	fmt.Fprintf(bw, "History: %s, %s to %s UTC: %s jobs\n", r.Source, r.From.UTC().Format("2006-01-02 15:04"),
 		r.To.UTC().Format("2006-01-02 15:04"), thousands(c.Read))
 	fmt.Fprintf(bw, "  replayed %s jobs", thousands(c.Replayed))
 	if c.Repositories > 0 {
