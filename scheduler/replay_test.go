@@ -2,8 +2,8 @@ package scheduler
 
 import (
 	"math/rand/v2"
-	"slices"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
