@@ -105,12 +105,6 @@ func (c *Client) runnerGroup(ctx context.Context) (groupInfo, error) {
 	}
 }
 
-// runnerGroupID is the configured group's ID.
-func (c *Client) runnerGroupID(ctx context.Context) (int64, error) {
-	g, err := c.runnerGroup(ctx)
-	return g.id, err
-}
-
 func (c *Client) forgetRunnerGroup() {
 	c.mu.Lock()
 	c.group = groupInfo{}

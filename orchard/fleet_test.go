@@ -81,7 +81,6 @@ type fleetConfig struct {
 	boot         time.Duration     // the controller's pending time
 	jobTime      time.Duration
 	placeTimeout time.Duration
-	max          int
 }
 
 func newFleet(t testing.TB, fc fleetConfig) *fleet {

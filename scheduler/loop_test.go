@@ -503,3 +503,32 @@ func TestLoopVMLimitLateAndLeaked(t *testing.T) {
 		})
 	})
 }
+
+func TestLoopHostCannotStartVMsDegrades(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t)
+		failing := true
+		w.onBoot = func(string) error {
+			if failing {
+				return fixError{} // VZErrorDomain Code=1: no GUI session
+			}
+			return nil
+		}
+		s, stop := w.start(w.options())
+		defer stop()
+		w.queue("acme/app")
+		waitFor(t, w, 5*time.Minute, "a slot degraded with the fix", func() bool {
+			for _, sl := range status(t, s).Slots {
+				if sl.State == SlotDegraded && strings.Contains(sl.Reason, "enable automatic login") {
+					return true
+				}
+			}
+			return false
+		})
+		if st := status(t, s); len(st.Queued) != 1 || !strings.Contains(st.Queued[0].Reason, "degraded") {
+			t.Errorf("queued = %+v, want the job waiting with the degraded reason", st.Queued)
+		}
+		failing = false // the operator enabled automatic login
+		waitFor(t, w, 2*time.Hour, "the job served once the host is fixed", func() bool { return w.count("completed") == 1 })
+	})
+}

@@ -27,7 +27,6 @@ import (
 type e2e struct {
 	t       *testing.T
 	dir     string
-	tarty   string
 	tart    *tarttest.Env
 	gh      *fakegithub.Server
 	sshd    *sshdtest.Server

@@ -42,8 +42,7 @@ type Delivery struct {
 func (d Delivery) OK() bool { return d.StatusCode >= 200 && d.StatusCode <= 299 }
 
 type outgoing struct {
-	d      Delivery
-	header http.Header
+	d Delivery
 }
 
 // hooks sends deliveries one at a time, in the order the events happened.
@@ -52,7 +51,6 @@ type hooks struct {
 	secret  []byte
 	form    bool
 	hookID  int64
-	orgID   int64
 	client  *http.Client
 	now     func() time.Time
 	ctx     context.Context

@@ -98,7 +98,6 @@ func TestPlacementIsFIFOByResourcesAndLabels(t *testing.T) {
 	}
 	// Resuming the paused worker places ci-4.
 	f.SetPaused("p", false)
-	time.Sleep(50 * time.Millisecond)
 	if vm4, _ = c.GetVM(ctx, "ci-4"); vm4.Worker != "p" {
 		t.Fatalf("ci-4 on %q after p resumed", vm4.Worker)
 	}
@@ -116,18 +115,15 @@ func TestOfflineWorkerByTheClockFailsItsVMs(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(2 * time.Second)
-	time.Sleep(30 * time.Millisecond)
 	if v, _ := c.GetVM(ctx, "v"); v.Status != orchard.StatusRunning || v.StartedAt == nil {
 		t.Fatalf("not running: %+v", v)
 	}
 	f.StopHeartbeat("a")
 	clk.Add(2 * time.Minute)
-	time.Sleep(30 * time.Millisecond)
 	if v, _ := c.GetVM(ctx, "v"); v.Status != orchard.StatusRunning {
 		t.Fatalf("failed before the offline timeout: %+v", v)
 	}
 	clk.Add(time.Minute + time.Second)
-	time.Sleep(30 * time.Millisecond)
 	v, _ := c.GetVM(ctx, "v")
 	if v.Status != orchard.StatusFailed || !v.WorkerLost() {
 		t.Fatalf("after the offline timeout: %+v", v)
@@ -140,7 +136,6 @@ func TestOfflineWorkerByTheClockFailsItsVMs(t *testing.T) {
 		t.Fatalf("placed on an offline worker: %+v", w)
 	}
 	f.Heartbeat("a")
-	time.Sleep(30 * time.Millisecond)
 	if w, _ := c.GetVM(ctx, "w"); w.Worker != "a" {
 		t.Fatalf("not placed after the worker came back: %+v", w)
 	}
@@ -150,7 +145,8 @@ func TestOfflineWorkerByTheClockFailsItsVMs(t *testing.T) {
 }
 
 func TestInjectedFailures(t *testing.T) {
-	f, c := setup(t, fakeorchard.Config{PrepareTime: 20 * time.Millisecond})
+	clk := &clock{now: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}
+	f, c := setup(t, fakeorchard.Config{Now: clk.Now, PrepareTime: 20 * time.Millisecond})
 	ctx := context.Background()
 	f.AddWorker("a", fakeorchard.WorkerOptions{Slots: 4})
 	f.FailImage("broken", "failed to pull/clone the VM: manifest unknown")
@@ -163,9 +159,12 @@ func TestInjectedFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	clk.Add(time.Second) // past the preparation; the next request moves the fake's world on
 	if v, _ := c.GetVM(ctx, "pull"); v.Status != orchard.StatusFailed || v.StatusMessage != "failed to pull/clone the VM: manifest unknown" {
 		t.Fatalf("pull: %+v", v)
+	}
+	if v, _ := c.GetVM(ctx, "exit"); v.Status != orchard.StatusRunning {
+		t.Fatalf("exit before its guest exits: %+v", v)
 	}
 	f.GuestExit("exit")
 	if v, _ := c.GetVM(ctx, "exit"); !v.GuestExited() || v.StatusMessage != fakeorchard.MsgGuestExited {
@@ -190,15 +189,15 @@ func TestOnFailureRepends(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(2 * time.Second)
-	time.Sleep(30 * time.Millisecond)
+	if v, _ := c.GetVM(ctx, "r"); v.Status != orchard.StatusRunning { // a request moves the fake's world on
+		t.Fatalf("not running: %+v", v)
+	}
 	f.GuestExit("r")
 	clk.Add(10 * time.Second)
-	time.Sleep(30 * time.Millisecond)
 	if v, _ := c.GetVM(ctx, "r"); v.Status != orchard.StatusFailed {
 		t.Fatalf("restarted within 15 s: %+v", v)
 	}
 	clk.Add(6 * time.Second)
-	time.Sleep(30 * time.Millisecond)
 	if v, _ := c.GetVM(ctx, "r"); v.Status == orchard.StatusFailed || v.RestartCount != 1 {
 		t.Fatalf("not re-pended: %+v", v)
 	}
