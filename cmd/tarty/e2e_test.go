@@ -361,3 +361,69 @@ func procRSS(t *testing.T, pid int) int64 {
 	}
 	return 0
 }
+
+// TestEndToEndRebuild runs `tarty rebuild` with no daemon against the fake tart
+// and a real sshd guest: the build VM, cloned from the base, runs
+// rebuild.command over SSH, powers itself off and becomes the runner image;
+// the old one is kept as -previous with its host key; `tarty rollback` swaps
+// them back.
+func TestEndToEndRebuild(t *testing.T) {
+	e := newE2E(t, "")
+	home := e.tart.Home
+	for name, label := range map[string]string{"runner-image": "runner v1", "base-image": "base"} {
+		if err := faketart.SetLabel(home, name, label); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The command marks the build VM (the fake's storage stands in for its disk).
+	build := fmt.Sprintf(`for d in '%s'/%s-build-*; do case $d in *-verify) ;; *) printf 'runner v2\n' > "$d/%s";; esac; done`,
+		faketart.VMsDir(home), e.prefix, faketart.LabelFile)
+	cfg, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, fmt.Sprintf("rebuild:\n  command: %q\n  verify_command: \"true\"\n", build)...)
+	if err := os.WriteFile(e.config, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	label := func(name string) string {
+		l, err := faketart.Label(home, name)
+		if err != nil {
+			return "(" + err.Error() + ")"
+		}
+		return l
+	}
+
+	code, out := e.command("rebuild")
+	if code != 0 || !strings.Contains(out, "rebuilt") {
+		t.Fatalf("tarty rebuild = %d:\n%s", code, out)
+	}
+	if got, prev := label("runner-image"), label("runner-image-previous"); got != "runner v2" || prev != "runner v1" {
+		t.Errorf("after the rebuild: runner image %q, previous %q", got, prev)
+	}
+	if vms := e.vms(); len(vms) != 0 {
+		t.Errorf("VMs left: %v", vms)
+	}
+	hosts, err := os.ReadFile(filepath.Join(e.dir, "state", "known_hosts"))
+	// The runner image now trusts the key the build VM presented (the base's);
+	// the old image had none yet (no runner VM ever booted from it).
+	keyOf := func(image string) string {
+		for _, l := range strings.Split(string(hosts), "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == image {
+				return f[2]
+			}
+		}
+		return ""
+	}
+	if err != nil || keyOf("runner-image") == "" || keyOf("runner-image") != keyOf("base-image") || keyOf("runner-image-previous") != "" {
+		t.Errorf("trusted host keys after the promote:\n%s (%v)", hosts, err)
+	}
+
+	code, out = e.command("rollback")
+	if code != 0 || !strings.Contains(out, "rolled back") {
+		t.Fatalf("tarty rollback = %d:\n%s", code, out)
+	}
+	if got, prev := label("runner-image"), label("runner-image-previous"); got != "runner v1" || prev != "runner v2" {
+		t.Errorf("after the rollback: runner image %q, previous %q", got, prev)
+	}
+}
