@@ -427,3 +427,63 @@ func TestEndToEndRebuild(t *testing.T) {
 		t.Errorf("after the rollback: runner image %q, previous %q", got, prev)
 	}
 }
+
+// TestEndToEndCLI: the control commands against no daemon (status fails
+// clearly; reconcile syncs once, and --dry-run only says what it would do)
+// and against a running one (reconcile asks it to poll).
+func TestEndToEndCLI(t *testing.T) {
+	e := newE2E(t, "rebuild:\n  enabled: false\n")
+	code, out := e.command("status")
+	if code != 1 || !strings.Contains(out, "no daemon answers") || !strings.Contains(out, "tarty run") {
+		t.Errorf("status with no daemon = %d:\n%s", code, out)
+	}
+
+	// Leftovers of a daemon that died: a VM and an offline runner with the
+	// prefix, and things without it that must never be touched.
+	e.tart.Seed(e.prefix+"-deadbeef", faketart.VMOptions{})
+	e.tart.Seed("someone-elses-vm", faketart.VMOptions{})
+	gone := e.gh.AddRunner("", e.prefix+"-deadbeef", "tarty")
+	other := e.gh.AddRunner("", "another-runner", "tarty")
+	job := e.gh.QueueJob("app", "self-hosted", "tarty")
+
+	code, out = e.command("reconcile", "--dry-run")
+	for _, want := range []string{"would delete VM " + e.prefix + "-deadbeef", "would remove offline runner " + e.prefix + "-deadbeef",
+		fmt.Sprint(job.ID)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reconcile --dry-run lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 0 || len(e.vms()) != 1 || len(e.runners()) != 1 {
+		t.Fatalf("reconcile --dry-run = %d changed something: VMs %v, runners %v\n%s", code, e.vms(), e.runners(), out)
+	}
+
+	code, out = e.command("reconcile")
+	if code != 0 || !strings.Contains(out, "did delete VM "+e.prefix+"-deadbeef") || !strings.Contains(out, fmt.Sprint(job.ID)) {
+		t.Errorf("reconcile with no daemon = %d:\n%s", code, out)
+	}
+	if len(e.vms()) != 0 || len(e.runners()) != 0 {
+		t.Errorf("left after the sync: VMs %v, runners %v", e.vms(), e.runners())
+	}
+	if _, err := os.Stat(filepath.Join(faketart.VMsDir(e.tart.Home), "someone-elses-vm")); err != nil {
+		t.Errorf("a VM without the prefix was touched: %v", err)
+	}
+	found := false
+	for _, r := range e.gh.Runners() {
+		found = found || r.ID == other.ID
+		if r.ID == gone.ID {
+			t.Errorf("the offline runner with the prefix is still registered")
+		}
+	}
+	if !found {
+		t.Error("a runner without the prefix was removed")
+	}
+
+	d := e.start()
+	code, out = e.command("reconcile")
+	if code != 0 || !strings.Contains(out, "reconcile requested") {
+		t.Errorf("reconcile with a daemon = %d:\n%s", code, out)
+	}
+	if code := e.stop(d); code != 0 {
+		t.Errorf("exit %d after SIGTERM", code)
+	}
+}
