@@ -314,13 +314,18 @@ func TestBackendStopKillsAStuckRun(t *testing.T) {
 	if err := b.Stop(ctx, name); err != nil {
 		t.Fatal(err)
 	}
+	// Our tart run has exited when Stop returns; its result reaches the
+	// Boot channel from the goroutine that reaps it, a moment later.
+	if pid := env.RunningPID(name); pid != 0 {
+		t.Errorf("Stop returned while tart run (pid %d) still holds the VM", pid)
+	}
 	select {
 	case err := <-ch:
 		if err == nil || !strings.Contains(err.Error(), "killed") {
 			t.Errorf("run result = %v, want killed", err)
 		}
-	default:
-		t.Error("Stop returned before our tart run exited")
+	case <-time.After(10 * time.Second):
+		t.Error("no result from the Boot channel after Stop")
 	}
 }
 
