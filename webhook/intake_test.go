@@ -130,32 +130,14 @@ func TestReadSlots(t *testing.T) {
 	nextEvent(t, env.events)
 }
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // TestStaleReplay: a signed queued body replayed under a new delivery ID once
 // its job is more than 24 h old (GitHub has failed it by then) is answered
 // 202, counted as ignored_stale and not forwarded. Only queued is stale:
 // in_progress and completed can only remove demand.
 func TestStaleReplay(t *testing.T) {
 	created := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
-	clk := &clock{now: created.Add(time.Minute)}
-	env := startTestServer(t, func(o *Options) { o.Now = clk.Now })
+	clk := &fakeClock{t: created.Add(time.Minute)}
+	env := startTestServer(t, func(o *Options) { o.Now = clk.now })
 	body := edit(t, tartyJob(t, "queued", 71), setCreated(created))
 
 	if a := env.send(t, delivery{event: "workflow_job", id: "st-1", body: body}); a.result != "accepted" {
@@ -163,13 +145,13 @@ func TestStaleReplay(t *testing.T) {
 	}
 	nextEvent(t, env.events)
 
-	clk.Add(tarty.StaleAfter - 2*time.Minute) // 23h59m after creation: still queued at GitHub
+	clk.advance(tarty.StaleAfter - 2*time.Minute) // 23h59m after creation: still queued at GitHub
 	if a := env.send(t, delivery{event: "workflow_job", id: "st-2", body: body}); a.result != "accepted" {
 		t.Fatalf("job 23h59m old: %d %q, want accepted", a.code, a.result)
 	}
 	nextEvent(t, env.events)
 
-	clk.Add(2 * time.Minute) // 24h01m
+	clk.advance(2 * time.Minute) // 24h01m
 	a := env.send(t, delivery{event: "workflow_job", id: "st-3", body: body})
 	if a.code != 202 || a.result != "ignored_stale" {
 		t.Fatalf("replay after 24 h: %d %q, want 202 ignored_stale", a.code, a.result)
@@ -361,9 +343,9 @@ func TestShutdownWithIdleConnections(t *testing.T) {
 // the previous one; authentic deliveries are logged every time.
 func TestRefusalLogLimit(t *testing.T) {
 	var buf syncBuffer
-	clk := &clock{now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	clk := &fakeClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
 	env := startTestServer(t, func(o *Options) {
-		o.Now = clk.Now
+		o.Now = clk.now
 		o.Logger = zerolog.New(&buf).Level(zerolog.DebugLevel)
 	})
 	body := tartyJob(t, "queued", 1)
@@ -385,13 +367,13 @@ func TestRefusalLogLimit(t *testing.T) {
 	}
 
 	unsigned(5)
-	clk.Add(30 * time.Second)
+	clk.advance(30 * time.Second)
 	unsigned(1)
 	env.send(t, delivery{event: "workflow_job", body: make([]byte, MaxBodyBytes+1), sig256: "-"}) // 413, also anonymous
 	if got := lines(); len(got) != 1 || !strings.Contains(got[0], `"refused":1`) {
 		t.Fatalf("after 7 refusals within a minute, log lines:\n%s", strings.Join(got, "\n"))
 	}
-	clk.Add(31 * time.Second)
+	clk.advance(31 * time.Second)
 	unsigned(1)
 	got := lines()
 	if len(got) != 2 || !strings.Contains(got[1], `"refused":7`) || !strings.Contains(got[1], `"level":"warn"`) {
