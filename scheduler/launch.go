@@ -77,37 +77,15 @@ func (s *Scheduler) launch(ctx context.Context, slot int, vm string) {
 // runner ID as soon as one was registered (so a failure can remove it).
 func (s *Scheduler) bringUp(ctx context.Context, vm string, w *vmWatch) (stage string, runnerID int64, err error) {
 	image := s.opts.Image
-	if err := s.backend.Create(ctx, image, vm); err != nil {
-		return "create", 0, err
-	}
-	exited, err := s.backend.Boot(ctx, vm)
+	ctx, release, addr, stage, err := s.bootToSSH(ctx, image, vm, image, 0, w)
+	defer release()
 	if err != nil {
-		return "boot", 0, err
+		return stage, 0, err
 	}
-	// From here on, the VM stopping cancels whatever step waits on it.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	w.start(exited, func(exitErr error) {
-		cause := errVMExited
-		if exitErr != nil {
-			cause = fmt.Errorf("%w: %w", errVMExited, exitErr)
-		}
-		cancel(cause)
-	})
 	fail := func(stage string, err error) (string, int64, error) {
-		if c := context.Cause(ctx); errors.Is(c, errVMExited) {
-			err = c
-		}
-		return stage, runnerID, err
+		return stage, runnerID, exitCause(ctx, err)
 	}
 
-	addr, err := s.address(ctx, vm)
-	if err != nil {
-		return fail("address", err)
-	}
-	if err := s.guest.WaitReady(ctx, image, addr); err != nil {
-		return fail("ssh", err)
-	}
 	if s.opts.OnRunnerVersion != nil && s.versionKnown.CompareAndSwap(false, true) {
 		if v, err := s.runnerVersion(ctx, image, addr); err == nil {
 			s.opts.OnRunnerVersion(image, v)
@@ -134,6 +112,57 @@ func (s *Scheduler) bringUp(ctx context.Context, vm string, w *vmWatch) (stage s
 		return fail("start", err)
 	}
 	return "", runnerID, nil
+}
+
+// bootToSSH makes VM name from image, boots it and waits until its guest
+// answers SSH (trusting keyImage's host key), within readyWithin when it is
+// positive. From the boot on, w follows the VM: the returned context ends,
+// with errVMExited as its cause, when the VM stops, so that no step waits on
+// a dead guest; release frees it. On failure, stage names the step (create,
+// boot, address, ssh) and err says why, the VM's exit when that was the cause.
+func (s *Scheduler) bootToSSH(ctx context.Context, image, name, keyImage string, readyWithin time.Duration, w *vmWatch) (
+	vmCtx context.Context, release func(), addr, stage string, err error) {
+	release = func() {}
+	if err := s.backend.Create(ctx, image, name); err != nil {
+		return ctx, release, "", "create", err
+	}
+	exited, err := s.backend.Boot(ctx, name)
+	if err != nil {
+		return ctx, release, "", "boot", err
+	}
+	vmCtx, cancel := context.WithCancelCause(ctx)
+	release = func() { cancel(nil) }
+	w.start(exited, func(exitErr error) {
+		cause := errVMExited
+		if exitErr != nil {
+			cause = fmt.Errorf("%w: %w", errVMExited, exitErr)
+		}
+		cancel(cause)
+	})
+	fail := func(stage string, err error) (context.Context, func(), string, string, error) {
+		return vmCtx, release, "", stage, exitCause(vmCtx, err)
+	}
+	rctx, rcancel := vmCtx, context.CancelFunc(func() {})
+	if readyWithin > 0 {
+		rctx, rcancel = context.WithTimeout(vmCtx, readyWithin)
+	}
+	defer rcancel()
+	if addr, err = s.address(rctx, name); err != nil {
+		return fail("address", err)
+	}
+	if err := s.guest.WaitReady(rctx, keyImage, addr); err != nil {
+		return fail("ssh", err)
+	}
+	return vmCtx, release, addr, "", nil
+}
+
+// exitCause is err, unless ctx (from bootToSSH) ended because the VM
+// stopped: then the VM's exit is the better explanation.
+func exitCause(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); errors.Is(c, errVMExited) {
+		return c
+	}
+	return err
 }
 
 // address waits for the guest's address, retrying while the VM runs: a fresh

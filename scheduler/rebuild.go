@@ -453,34 +453,17 @@ func (s *Scheduler) verify(ctx context.Context, log zerolog.Logger, built string
 // set (a hard stop can lose its last writes), from the host after a bound.
 func (s *Scheduler) inVM(ctx context.Context, log zerolog.Logger, image, name, keyImage string,
 	do func(ctx context.Context, addr string) error, clean bool) error {
-	if err := s.backend.Create(ctx, image, name); err != nil {
+	w := &vmWatch{}
+	vmCtx, release, addr, stage, err := s.bootToSSH(ctx, image, name, keyImage, s.opts.BootTimeout, w)
+	defer release()
+	switch {
+	case stage == "create":
 		return fmt.Errorf("clone %s: %w", image, err)
-	}
-	exited, err := s.backend.Boot(ctx, name)
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("boot: %w", err)
 	}
-	w := &vmWatch{}
-	vmCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	w.start(exited, func(exitErr error) { cancel(fmt.Errorf("%w: %v", errVMExited, exitErr)) })
-	fail := func(step string, err error) error {
-		if c := context.Cause(vmCtx); errors.Is(c, errVMExited) {
-			err = c
-		}
-		return fmt.Errorf("%s: %w", step, err)
-	}
-	bctx, bcancel := context.WithTimeout(vmCtx, s.opts.BootTimeout)
-	addr, err := s.address(bctx, name)
-	if err == nil {
-		err = s.guest.WaitReady(bctx, keyImage, addr)
-	}
-	bcancel()
-	if err != nil {
-		return fail("boot", err)
-	}
 	if err := do(vmCtx, addr); err != nil {
-		return fail("in the VM", err)
+		return fmt.Errorf("in the VM: %w", exitCause(vmCtx, err))
 	}
 	if !clean {
 		return nil
