@@ -58,13 +58,7 @@ func (s *Server) handleDelivery(c echo.Context) error {
 	event := r.Header.Get(hdrEvent)
 	id := r.Header.Get(hdrDelivery)
 
-	var buf *bytes.Buffer
-	defer func() {
-		if buf != nil {
-			s.putBuf(buf)
-		}
-	}()
-	o := s.deliver(r, event, id, &buf)
+	o := s.deliver(r, event, id)
 	if o.authentic {
 		defer s.handling.Add(-1) // counted in deliver; released once answered
 	}
@@ -85,9 +79,10 @@ func (s *Server) handleDelivery(c echo.Context) error {
 
 // deliver runs the checks in the contract's order: size, signature over the raw
 // bytes, event header, then parsing. Nothing is parsed before the signature
-// holds. The body buffer it reads into is left in *buf for the caller to pool.
-func (s *Server) deliver(r *http.Request, event, id string, buf **bytes.Buffer) outcome {
-	body, err := s.readBody(r, buf)
+// holds. Nothing refers to the body once it returns, so its buffer goes back
+// to the pool here.
+func (s *Server) deliver(r *http.Request, event, id string) outcome {
+	buf, err := s.readBody(r)
 	if err != nil {
 		switch {
 		case errors.Is(err, errTooLarge):
@@ -98,6 +93,11 @@ func (s *Server) deliver(r *http.Request, event, id string, buf **bytes.Buffer) 
 				msg: "too many deliveries at once; retry later", reason: err}
 		}
 		return outcome{code: http.StatusBadRequest, result: resultBadRequest, msg: "unreadable body", reason: err}
+	}
+	var body []byte
+	if buf != nil { // nil for an empty body
+		defer s.putBuf(buf)
+		body = buf.Bytes()
 	}
 	if err := s.checkSignature(r.Header, body); err != nil {
 		return outcome{code: http.StatusUnauthorized, result: resultBadSignature, msg: "invalid signature", reason: err}
@@ -244,19 +244,26 @@ func (s *Server) wants(ev tarty.JobEvent) bool {
 
 // enqueue hands ev to the scheduler, waiting at most EnqueueTimeout for room.
 func (s *Server) enqueue(ctx context.Context, ev tarty.JobEvent) bool {
+	return sendWithin(ctx, s.events, ev, s.opts.EnqueueTimeout)
+}
+
+// sendWithin sends v on ch, waiting at most d for room; false when the time
+// runs out or ctx is done (the client went away). The timer is only made when
+// ch is full.
+func sendWithin[T any](ctx context.Context, ch chan<- T, v T, d time.Duration) bool {
 	select {
-	case s.events <- ev:
+	case ch <- v:
 		return true
 	default:
 	}
-	t := time.NewTimer(s.opts.EnqueueTimeout)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case s.events <- ev:
+	case ch <- v:
 		return true
 	case <-t.C:
 		return false
-	case <-ctx.Done(): // the client went away
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -281,15 +288,15 @@ func badRequest(msg string, reason error) outcome {
 
 var errNoReadSlot = errors.New("no read slot free")
 
-// readBody reads the body, at most MaxBodyBytes (errTooLarge beyond), and
-// returns it. Memory follows what arrives, never what is declared: the first
-// byte is awaited without a buffer or a read slot, then a pooled buffer
-// (stored in *buf) grows from at most initialBodyBuf as the rest comes in,
-// while one of MaxConcurrentReads slots is held (errNoReadSlot when none frees
-// within ReadSlotTimeout). So clients that declare 5 MiB and send nothing cost
+// readBody reads the body, at most MaxBodyBytes (errTooLarge beyond), into a
+// pooled buffer the caller puts back (nil for an empty body). Memory follows
+// what arrives, never what is declared: the first byte is awaited without a
+// buffer or a read slot, then the buffer grows from at most initialBodyBuf as
+// the rest comes in, while one of MaxConcurrentReads slots is held
+// (errNoReadSlot when none frees within ReadSlotTimeout). So clients that declare 5 MiB and send nothing cost
 // no body buffer at all, and all clients together at most MaxConcurrentReads
 // bodies.
-func (s *Server) readBody(r *http.Request, buf **bytes.Buffer) ([]byte, error) {
+func (s *Server) readBody(r *http.Request) (*bytes.Buffer, error) {
 	if r.ContentLength > MaxBodyBytes {
 		return nil, errTooLarge
 	}
@@ -307,48 +314,28 @@ func (s *Server) readBody(r *http.Request, buf **bytes.Buffer) ([]byte, error) {
 		return nil, fmt.Errorf("read body: %w", err)
 	}
 
-	if !s.acquireRead(r.Context()) {
+	if !sendWithin(r.Context(), s.reads, struct{}{}, s.opts.ReadSlotTimeout) {
 		return nil, fmt.Errorf("%w within %s (%d bodies being read)", errNoReadSlot,
 			s.opts.ReadSlotTimeout, s.opts.MaxConcurrentReads)
 	}
-	defer s.releaseRead()
+	defer func() { <-s.reads }()
 
 	b := s.getBuf()
-	*buf = b
 	b.Write(first[:n])
 	if rest := r.ContentLength - int64(n); rest > 0 {
 		b.Grow(int(min(rest, initialBodyBuf)))
 	}
 	lr := io.LimitedReader{R: r.Body, N: MaxBodyBytes + 1 - int64(n)}
 	if _, err := b.ReadFrom(&lr); err != nil {
+		s.putBuf(b)
 		return nil, fmt.Errorf("read body: %w", err)
 	}
 	if b.Len() > MaxBodyBytes {
+		s.putBuf(b)
 		return nil, errTooLarge
 	}
-	return b.Bytes(), nil
+	return b, nil
 }
-
-// acquireRead takes a read slot, waiting at most ReadSlotTimeout.
-func (s *Server) acquireRead(ctx context.Context) bool {
-	select {
-	case s.reads <- struct{}{}:
-		return true
-	default:
-	}
-	t := time.NewTimer(s.opts.ReadSlotTimeout)
-	defer t.Stop()
-	select {
-	case s.reads <- struct{}{}:
-		return true
-	case <-t.C:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
-
-func (s *Server) releaseRead() { <-s.reads }
 
 // Bodies are pooled; buffers grown beyond 64 KiB (workflow_job payloads are
 // 8-14 KB) are left to the garbage collector rather than kept, so what an
