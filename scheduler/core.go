@@ -471,7 +471,7 @@ func (c *core) onLaunchFailed(now time.Time, i int, vm string, f launchFailure) 
 		if s.reason != reasonBootTimeout {
 			// Cancelled by Tarty (shutdown, preemption): not a failure.
 			c.to(now, s, seLaunchCancelled)
-			c.clearVM(s)
+			c.clearVM(now, s)
 			return
 		}
 		f.stage = reasonBootTimeout
@@ -505,7 +505,7 @@ func (c *core) onLaunchFailed(now time.Time, i int, vm string, f launchFailure) 
 	case tarty.IsVMLimit(f.err):
 		// A foreign VM took the room: the capacity was lowered; not a failure of ours.
 		c.to(now, s, seLaunchCancelled)
-		c.clearVM(s)
+		c.clearVM(now, s)
 		s.reason = "two-VM limit: another macOS VM runs on this Mac"
 	default:
 		if fix, ok := tarty.HostFix(f.err); ok {
@@ -553,7 +553,7 @@ func (c *core) degrade(now time.Time, s *slot, reason string) {
 
 // hold keeps s (and every launch) waiting until now+wait.
 func (c *core) hold(now time.Time, s *slot, wait time.Duration, reason string) {
-	c.clearVM(s)
+	c.clearVM(now, s)
 	s.reason = reason
 	s.retryAt = now.Add(wait)
 	if s.retryAt.After(c.launchAt) {
@@ -563,9 +563,9 @@ func (c *core) hold(now time.Time, s *slot, wait time.Duration, reason string) {
 		Str("reason", reason).Msg("launch held")
 }
 
-func (c *core) clearVM(s *slot) {
+func (c *core) clearVM(now time.Time, s *slot) {
 	if s.runnerID != 0 {
-		c.addRemoval(c.opts.Now(), s.runnerID, s.vm)
+		c.addRemoval(now, s.runnerID, s.vm)
 	}
 	s.vm, s.runnerID, s.jobID = "", 0, 0
 	s.createdAt, s.readyAt, s.jobDoneAt = time.Time{}, time.Time{}, time.Time{}
@@ -602,10 +602,7 @@ func (c *core) onTornDown(now time.Time, i int, vm string) {
 	if s == nil || !c.to(now, s, seTornDown) {
 		return
 	}
-	if s.runnerID != 0 {
-		c.addRemoval(now, s.runnerID, s.vm)
-	}
-	c.clearVM(s)
+	c.clearVM(now, s) // queues its runner's removal
 	s.reason = ""
 	if s.reserved {
 		s.reserved = false

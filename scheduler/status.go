@@ -327,15 +327,6 @@ func (c *core) waitReason(now time.Time) string {
 	return fmt.Sprintf("at capacity: %d of %d runner VMs in use", c.activeVMs(nil), capacity)
 }
 
-// Ready reports whether the scheduler is ready, and why not (for /readyz).
-func (s *Scheduler) Ready(ctx context.Context) (bool, string) {
-	st, err := s.Status(ctx)
-	if err != nil {
-		return false, err.Error()
-	}
-	return st.Ready, st.NotReady
-}
-
 func (c *core) rebuildStatus(available bool) RebuildStatus {
 	rb := c.rebuild
 	ptr := func(t time.Time) *time.Time {
