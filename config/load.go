@@ -230,37 +230,31 @@ func (c *Config) resolveSecrets(env Env, d *decoder) []string {
 	// resolve sets *inline from the environment, the file or the inline value
 	// and reports whether a secret is now set.
 	resolve := func(key string, inline *Secret, fileKey, file, envName string) bool {
-		if raw := env.get(envName); raw != "" {
-			v := strings.TrimSpace(raw)
-			if v == "" {
-				d.problem(key, d.lines[key], "$%s holds only white space", envName)
-				return false
-			}
-			*inline = Secret(v)
-			return true
-		}
-		if inline.IsSet() && file != "" {
+		raw, from := env.get(envName), "$"+envName+" "
+		switch {
+		case raw != "":
+		case inline.IsSet() && file != "":
 			d.problem(key, d.lines[key], "set both %s and %s; keep one", key, fileKey)
 			return false
-		}
-		if file == "" {
-			if !inline.IsSet() {
+		case file != "":
+			v, w, err := readSecretFile(file, env) // trimmed, never empty
+			if err != nil {
+				d.problem(fileKey, d.lines[fileKey], "%v", err)
 				return false
 			}
-			v := strings.TrimSpace(inline.Reveal())
-			if v == "" {
-				d.problem(key, d.lines[key], "holds only white space")
-				return false
-			}
+			warnings = append(warnings, w...)
 			*inline = Secret(v)
 			return true
+		case !inline.IsSet():
+			return false
+		default:
+			raw, from = inline.Reveal(), ""
 		}
-		v, w, err := readSecretFile(file, env)
-		if err != nil {
-			d.problem(fileKey, d.lines[fileKey], "%v", err)
+		v := strings.TrimSpace(raw)
+		if v == "" {
+			d.problem(key, d.lines[key], "%sholds only white space", from)
 			return false
 		}
-		warnings = append(warnings, w...)
 		*inline = Secret(v)
 		return true
 	}
