@@ -193,11 +193,8 @@ func (c *Config) validateImages(add addFunc) {
 	// trusted SSH host keys (a leading # would read back as a comment there)
 	// and reach tart's command line (a leading - would be read as a flag).
 	p := strings.ToLower(c.Runners.NamePrefix) + "-"
-	for _, key := range []string{"images.base", "images.runner"} {
-		name := im.Base
-		if key == "images.runner" {
-			name = im.Runner
-		}
+	for _, f := range [...]struct{ key, name string }{{"images.base", im.Base}, {"images.runner", im.Runner}} {
+		key, name := f.key, f.name
 		if name == "" {
 			continue
 		}
@@ -330,7 +327,7 @@ func (c *Config) validateOrchard(add addFunc) {
 			EnvOrchardToken, EnvOrchardBootstrapToken)
 	case o.ServiceAccount == "":
 		add("orchard.service_account", "required with orchard.token: the service account the token belongs to")
-	case !o.Token.IsSet() && o.TokenFile == "":
+	case !token:
 		add("orchard.token", "required with orchard.service_account (or orchard.token_file, or %s)", EnvOrchardToken)
 	}
 	if o.ServiceAccount != "" && !orchardNameRE.MatchString(o.ServiceAccount) {
