@@ -505,39 +505,25 @@ func (s *Scheduler) promote(ctx context.Context, log zerolog.Logger, build, keyF
 	if err != nil {
 		return err
 	}
-	var undo []func() error
+	rn := &renames{images: im}
 	rollback := func(cause error) error {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		_ = uctx
-		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i](); err != nil {
-				log.Error().Err(err).Msg("undoing the promote: the runner image may need a manual `tarty rollback`")
-				return errors.Join(cause, err)
-			}
+		if err := rn.undo(ctx); err != nil {
+			log.Error().Err(err).Msg("undoing the promote: the runner image may need a manual `tarty rollback`")
+			return errors.Join(cause, err)
 		}
 		return cause
 	}
-	rename := func(from, to string) error {
-		if err := im.Rename(ctx, from, to); err != nil {
-			return err
-		}
-		undo = append(undo, func() error {
-			return im.Rename(context.WithoutCancel(ctx), to, from)
-		})
-		return nil
-	}
 	if hadPrev {
-		if err := rename(prev, older); err != nil {
+		if err := rn.do(ctx, prev, older); err != nil {
 			return rollback(err)
 		}
 	}
 	if hadRunner {
-		if err := rename(runner, prev); err != nil {
+		if err := rn.do(ctx, runner, prev); err != nil {
 			return rollback(err)
 		}
 	}
-	if err := rename(build, runner); err != nil {
+	if err := rn.do(ctx, build, runner); err != nil {
 		return rollback(err)
 	}
 	// The images are in place: now the keys, the previous image's first.
@@ -566,6 +552,33 @@ func (s *Scheduler) promote(ctx context.Context, log zerolog.Logger, build, keyF
 	return nil
 }
 
+// renames renames images and can undo what it renamed, newest first.
+type renames struct {
+	images Images
+	done   [][2]string
+}
+
+func (r *renames) do(ctx context.Context, from, to string) error {
+	if err := r.images.Rename(ctx, from, to); err != nil {
+		return err
+	}
+	r.done = append(r.done, [2]string{from, to})
+	return nil
+}
+
+// undo renames back, even when ctx was cancelled (bounded by cleanupTimeout).
+func (r *renames) undo(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	for i := len(r.done) - 1; i >= 0; i-- {
+		if err := r.images.Rename(ctx, r.done[i][1], r.done[i][0]); err != nil {
+			return err
+		}
+	}
+	r.done = nil
+	return nil
+}
+
 // rollback swaps <runner>-previous and the runner image, with their keys.
 func (s *Scheduler) rollback(ctx context.Context) (err error) {
 	log := s.log.With().Str("component", "rebuild").Logger()
@@ -583,15 +596,10 @@ func (s *Scheduler) rollback(ctx context.Context) (err error) {
 	}
 	defer s.ask(context.WithoutCancel(ctx), "rb-unhold") //nolint:errcheck // the loop may have left
 	tmp := s.opts.Prefix + "-rollback-" + s.opts.Now().UTC().Format("20060102T150405")
-	steps := [][2]string{{runner, tmp}, {prev, runner}, {tmp, prev}}
-	for i, st := range steps {
-		if err := s.images.Rename(ctx, st[0], st[1]); err != nil {
-			for j := i - 1; j >= 0; j-- {
-				if uerr := s.images.Rename(context.WithoutCancel(ctx), steps[j][1], steps[j][0]); uerr != nil {
-					return errors.Join(err, uerr)
-				}
-			}
-			return fmt.Errorf("rollback: %w", err)
+	rn := &renames{images: s.images}
+	for _, st := range [][2]string{{runner, tmp}, {prev, runner}, {tmp, prev}} {
+		if err := rn.do(ctx, st[0], st[1]); err != nil {
+			return fmt.Errorf("rollback: %w", errors.Join(err, rn.undo(ctx)))
 		}
 	}
 	hk := s.hostKeys
