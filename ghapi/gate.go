@@ -2,6 +2,8 @@ package ghapi
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -46,6 +48,32 @@ func (g *writeGate) do(ctx context.Context, write func() error) error {
 	}
 	g.last = g.now()
 	return write()
+}
+
+// write runs call as a GitHub write: refused at once while a secondary rate
+// limit's wait lasts, else in its turn of the write gate, where the limit is
+// checked again (one may have been hit while this write waited). call makes
+// the request and keeps its answer; write's error is only the refusal or the
+// end of ctx while waiting, named after op.
+func (c *Client) write(ctx context.Context, op string, call func()) error {
+	if err := c.blocked(op); err != nil {
+		return err
+	}
+	err := c.writes.do(ctx, func() error {
+		if err := c.blocked(op); err != nil {
+			return err
+		}
+		call()
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	var rle *RateLimitError
+	if errors.As(err, &rle) {
+		return err
+	}
+	return fmt.Errorf("github: %s: %w", op, err)
 }
 
 // sleepCtx waits d or until ctx ends.

@@ -321,25 +321,18 @@ func (c *Client) RedeliverHookDelivery(ctx context.Context, h Hook, deliveryID i
 		s = hookScope{owner: c.org}
 	}
 	op := fmt.Sprintf("redeliver delivery %d of webhook %d", deliveryID, h.ID)
-	if err := c.blocked(op); err != nil {
-		return err
-	}
 	var (
 		resp *github.Response
 		err  error
 	)
-	if gerr := c.writes.do(ctx, func() error {
-		if err := c.blocked(op); err != nil {
-			return err
-		}
+	if gerr := c.write(ctx, op, func() {
 		if s.repo != "" {
 			_, resp, err = c.gh.Repositories.RedeliverHookDelivery(ctx, s.owner, s.repo, h.ID, deliveryID)
 		} else {
 			_, resp, err = c.gh.Organizations.RedeliverHookDelivery(ctx, s.owner, h.ID, deliveryID)
 		}
-		return nil
 	}); gerr != nil {
-		return wrapGateErr(op, gerr)
+		return gerr
 	}
 	var accepted *github.AcceptedError
 	if errors.As(err, &accepted) { // 202: the attempt is queued

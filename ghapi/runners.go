@@ -51,18 +51,14 @@ func (c *Client) JITConfig(ctx context.Context, name string) (int64, string, err
 		resp *github.Response
 		err  error
 	)
-	if gerr := c.writes.do(ctx, func() error {
-		if err := c.blocked(op); err != nil { // a limit hit while this write waited its turn
-			return err
-		}
+	if gerr := c.write(ctx, op, func() {
 		if c.repo != "" {
 			cfg, resp, err = c.gh.Actions.GenerateRepoJITConfig(ctx, c.org, c.repo, req)
 		} else {
 			cfg, resp, err = c.gh.Actions.GenerateOrgJITConfig(ctx, c.org, req)
 		}
-		return nil
 	}); gerr != nil {
-		return 0, "", wrapGateErr(op, gerr)
+		return 0, "", gerr
 	}
 	if err := c.check(op, resp, err, kindOther); err != nil {
 		return 0, "", c.jitError(err, resp, group)
@@ -227,25 +223,18 @@ func (c *Client) ListRunners(ctx context.Context, prefix string) ([]tarty.Runner
 // Removals and registrations are spaced at least a second apart.
 func (c *Client) RemoveRunner(ctx context.Context, id int64) error {
 	op := fmt.Sprintf("remove runner %d", id)
-	if err := c.blocked(op); err != nil {
-		return err
-	}
 	var (
 		resp *github.Response
 		err  error
 	)
-	if gerr := c.writes.do(ctx, func() error {
-		if err := c.blocked(op); err != nil {
-			return err
-		}
+	if gerr := c.write(ctx, op, func() {
 		if c.repo != "" {
 			resp, err = c.gh.Actions.RemoveRunner(ctx, c.org, c.repo, id)
 		} else {
 			resp, err = c.gh.Actions.RemoveOrganizationRunner(ctx, c.org, id)
 		}
-		return nil
 	}); gerr != nil {
-		return wrapGateErr(op, gerr)
+		return gerr
 	}
 	k := kindOther
 	if resp != nil && resp.Response != nil && resp.StatusCode == http.StatusUnprocessableEntity {
@@ -259,14 +248,4 @@ func (c *Client) RemoveRunner(ctx context.Context, id int64) error {
 		err = withSetupFix(err, c.runnerPermissionFix())
 	}
 	return err
-}
-
-// wrapGateErr names op in a context error from waiting for the write gate;
-// a rate-limit refusal passes unchanged.
-func wrapGateErr(op string, err error) error {
-	var rle *RateLimitError
-	if errors.As(err, &rle) {
-		return err
-	}
-	return fmt.Errorf("github: %s: %w", op, err)
 }
