@@ -88,10 +88,7 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 		d.backend, dial = d.orchard, d.orchard.Dial
 		registerOrchardMetrics(d.reg, d.orchard)
 	} else {
-		d.tart = tartvm.New(tartvm.Options{Path: cfg.Tart.Path, Home: cfg.Tart.Home, LogDir: paths.tartLogs, Logger: log})
-		d.backend = tartvm.NewBackend(d.tart, tartvm.BackendOptions{
-			Prefix: prefix, CPU: cfg.Runners.CPU, MemoryMB: cfg.Runners.MemoryMB, Softnet: cfg.Runners.Softnet, Logger: log,
-		})
+		d.tart, d.backend = newTart(cfg, paths.tartLogs, log)
 	}
 
 	guest, err := sshexec.New(sshexec.Options{
@@ -110,22 +107,12 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 		images, hostKeys = tartvm.NewImages(d.tart), guest
 	}
 
-	ghOpts := ghapi.Options{
-		BaseURL: cfg.GitHub.URL, Organization: cfg.GitHub.Organization, Repository: cfg.GitHub.Repository,
-		RunnerGroup: cfg.GitHub.RunnerGroup, Labels: cfg.GitHub.Labels, UserAgent: "tarty/" + version, Logger: log,
-		OnRateLimit: func(n int) {
-			if d.sched != nil {
-				d.sched.ObserveRateLimit(n)
-			}
-		},
-	}
-	if cfg.GitHub.App.Enabled() {
-		ghOpts.App = &ghapi.App{ID: cfg.GitHub.App.ID, InstallationID: cfg.GitHub.App.InstallationID,
-			PrivateKey: []byte(cfg.GitHub.App.PrivateKey.Reveal())}
-	} else {
-		ghOpts.Token = cfg.GitHub.Token.Reveal()
-	}
-	if d.gh, err = ghapi.New(ghOpts); err != nil {
+	d.gh, err = newGitHub(cfg, log, version, func(n int) {
+		if d.sched != nil {
+			d.sched.ObserveRateLimit(n)
+		}
+	})
+	if err != nil {
 		return nil, err
 	}
 

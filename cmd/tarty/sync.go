@@ -18,7 +18,12 @@ import (
 func oneShotSync(ctx context.Context, inv *invocation, cfg *config.Config) int {
 	log := newLogger(cfg.Log, inv.stderr)
 	ver, _ := buildVersion()
-	d, err := newDaemon(cfg, log, ver, modeRebuildOnly)
+	backend, err := newVMBackend(cfg, log, ver)
+	if err != nil {
+		log.Error().Err(err).Msg("tarty cannot start")
+		return exitFailure
+	}
+	gh, err := newGitHub(cfg, log, ver, nil)
 	if err != nil {
 		log.Error().Err(err).Msg("tarty cannot start")
 		return exitFailure
@@ -38,12 +43,12 @@ func oneShotSync(ctx context.Context, inv *invocation, cfg *config.Config) int {
 	}
 
 	prefix := cfg.Runners.NamePrefix + "-"
-	vms, err := d.backend.VMs(ctx, prefix)
+	vms, err := backend.VMs(ctx, prefix)
 	if err != nil {
 		fmt.Fprintf(inv.stderr, "tarty reconcile: listing VMs: %v\n", err)
 		return exitFailure
 	}
-	runners, runnersErr := d.gh.ListRunners(ctx, prefix)
+	runners, runnersErr := gh.ListRunners(ctx, prefix)
 	if runnersErr != nil {
 		fmt.Fprintf(inv.stderr, "tarty reconcile: listing runners: %v (running VMs are kept)\n", runnersErr)
 		failed = true
@@ -61,10 +66,10 @@ func oneShotSync(ctx context.Context, inv *invocation, cfg *config.Config) int {
 		}
 		name := vm.Name
 		act("delete VM "+name, func() error {
-			if err := d.backend.Stop(ctx, name); err != nil {
+			if err := backend.Stop(ctx, name); err != nil {
 				return err
 			}
-			return d.backend.Delete(ctx, name)
+			return backend.Delete(ctx, name)
 		})
 	}
 	for _, r := range runners {
@@ -72,10 +77,10 @@ func oneShotSync(ctx context.Context, inv *invocation, cfg *config.Config) int {
 			continue
 		}
 		r := r
-		act(fmt.Sprintf("remove offline runner %s (%d)", r.Name, r.ID), func() error { return d.gh.RemoveRunner(ctx, r.ID) })
+		act(fmt.Sprintf("remove offline runner %s (%d)", r.Name, r.ID), func() error { return gh.RemoveRunner(ctx, r.ID) })
 	}
 
-	res, err := d.gh.QueuedJobs(ctx)
+	res, err := gh.QueuedJobs(ctx)
 	if err != nil {
 		fmt.Fprintf(inv.stderr, "tarty reconcile: finding queued jobs: %v\n", err)
 		return exitFailure
