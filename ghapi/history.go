@@ -51,16 +51,13 @@ func (c *Client) HistoryRepositories(ctx context.Context) ([]string, error) {
 	if err := c.blocked("list repositories"); err != nil {
 		return nil, err
 	}
-	repos, err := c.reposInScope(ctx)
+	repos, _, err := c.servableRepos(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c.refreshAccess(ctx)
 	var out []string
 	for _, r := range repos {
-		if c.Serves(r.fullName()) {
-			out = append(out, r.fullName())
-		}
+		out = append(out, r.fullName())
 	}
 	sort.Strings(out)
 	return out, nil

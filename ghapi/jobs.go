@@ -118,21 +118,15 @@ func (c *Client) QueuedJobs(ctx context.Context) (tarty.PollResult, error) {
 	if err := c.blocked("poll queued jobs"); err != nil {
 		return res, err
 	}
-	repos, err := c.reposInScope(ctx)
+	servable, others, err := c.servableRepos(ctx)
 	if err != nil {
 		return res, err
 	}
-	c.refreshAccess(ctx)
+	for _, r := range others {
+		res.Complete = append(res.Complete, r.fullName())
+	}
 
 	now := c.now()
-	var servable []repoRef
-	for _, r := range repos {
-		if c.Serves(r.fullName()) {
-			servable = append(servable, r)
-		} else {
-			res.Complete = append(res.Complete, r.fullName())
-		}
-	}
 	tasks := c.plan(servable, now)
 	c.runTasks(ctx, tasks, now)
 	if err := ctx.Err(); err != nil {
@@ -181,7 +175,7 @@ func (c *Client) QueuedJobs(ctx context.Context) (tarty.PollResult, error) {
 			delete(c.polls, k)
 		}
 	}
-	c.log.Debug().Int("repositories", len(repos)).Int("servable", len(servable)).Int("read", read).
+	c.log.Debug().Int("repositories", len(servable)+len(others)).Int("servable", len(servable)).Int("read", read).
 		Int("probed", probed).Int("not_checked", skipped).Int("failed", len(res.Failed)).
 		Int("queued_jobs", len(res.Jobs)).Msg("polled queued jobs")
 	return res, nil
@@ -390,6 +384,25 @@ func (c *Client) jobs(ctx context.Context, repo repoRef, runID int64) ([]*github
 		}
 		opts.Page = resp.NextPage
 	}
+}
+
+// servableRepos splits the repositories in scope into those the runner group
+// can serve and the others, from the repository list and the group's access
+// (each read at most once per 10 minutes).
+func (c *Client) servableRepos(ctx context.Context) (servable, others []repoRef, err error) {
+	repos, err := c.reposInScope(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.refreshAccess(ctx)
+	for _, r := range repos {
+		if c.Serves(r.fullName()) {
+			servable = append(servable, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	return servable, others, nil
 }
 
 // reposInScope is the configured repository, or the organisation's
