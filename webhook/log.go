@@ -46,8 +46,9 @@ func (s *Server) logOutcome(r *http.Request, event, id string, o outcome, took t
 		e = e.AnErr("reason", o.reason)
 	}
 	if j := o.job; j != nil {
-		e = e.Str("action", clip(string(j.Action))).Int64("job_id", j.JobID).
-			Str("repository", clip(j.Repository)).Strs("labels", j.Labels)
+		// The scheduler's field names, so one job's lines can be found together.
+		e = e.Str("action", clip(string(j.Action))).Int64("job_id", j.JobID).Int64("run_id", j.RunID).
+			Str("repo", clip(j.Repository)).Strs("labels", j.Labels)
 	}
 	e.Msg("webhook delivery")
 }
