@@ -59,7 +59,7 @@ func offlineRebuild(ctx context.Context, inv *invocation, cfg *config.Config, ro
 		log.Error().Err(err).Msg("tarty cannot start")
 		return exitFailure
 	}
-	if err := d.checkTart(ctx); err != nil {
+	if err := d.checkBackend(ctx); err != nil {
 		log.Error().Err(err).Msg("tarty cannot start")
 		return exitFailure
 	}

@@ -216,9 +216,9 @@ func (d *daemon) checkOrchard(ctx context.Context) error {
 	return nil
 }
 
-// checkTart refuses a tart that is missing or older than every flag Tarty
+// checkBackend refuses a tart that is missing or older than every flag Tarty
 // uses; with backend: orchard it checks the controller instead.
-func (d *daemon) checkTart(ctx context.Context) error {
+func (d *daemon) checkBackend(ctx context.Context) error {
 	if d.tart == nil {
 		if d.orchard == nil {
 			return nil
@@ -238,7 +238,7 @@ func (d *daemon) checkTart(ctx context.Context) error {
 // run serves until ctx is done, then stops in order: the webhook first (no
 // new work), then the scheduler's drain, then the admin listener.
 func (d *daemon) run(ctx context.Context) error {
-	if err := d.checkTart(ctx); err != nil {
+	if err := d.checkBackend(ctx); err != nil {
 		return err
 	}
 	base := context.WithoutCancel(ctx)
