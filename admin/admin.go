@@ -84,13 +84,13 @@ func New(opts Options) (*Server, error) {
 	s.mux.HandleFunc("POST /reconcile", s.control(func(ctx context.Context) error { return s.opts.Daemon.Reconcile(ctx) }))
 	s.mux.HandleFunc("POST /rebuild", s.control(func(ctx context.Context) error {
 		if s.opts.Controls == nil {
-			return refused("the nightly rebuild is not available with this backend")
+			return scheduler.Refusal("the nightly rebuild is not available with this backend")
 		}
 		return s.opts.Controls.Rebuild(ctx)
 	}))
 	s.mux.HandleFunc("POST /rollback", s.control(func(ctx context.Context) error {
 		if s.opts.Controls == nil {
-			return refused("rollback is not available with this backend")
+			return scheduler.Refusal("rollback is not available with this backend")
 		}
 		return s.opts.Controls.Rollback(ctx)
 	}))
@@ -208,13 +208,6 @@ func (s *Server) control(do func(ctx context.Context) error) http.HandlerFunc {
 		}
 	}
 }
-
-type refusedError string
-
-func (e refusedError) Error() string { return string(e) }
-func (refusedError) Refused() bool   { return true }
-
-func refused(msg string) error { return refusedError(msg) }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
