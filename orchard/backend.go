@@ -395,10 +395,10 @@ func endOf(v VM) error {
 // Boot waits until the controller reports VM name running, then returns a
 // channel that delivers once when it ends: nil when its guest powered off
 // ("VM exited unexpectedly") or it was deleted; a *WorkerLostError when its
-// worker went away; a *VMFailedError otherwise. A VM that fails first (a
-// pull or clone that failed) is Boot's error; one that no worker takes within
-// PlaceTimeout is deleted and is a *NoRoomError when the fleet has no room,
-// else an error naming the wait.
+// worker went away; a *VMFailedError otherwise. A VM that ends first (a
+// pull or clone that failed, a guest that powered off at once) is Boot's
+// error; one that no worker takes within PlaceTimeout is deleted and is a
+// *NoRoomError when the fleet has no room, else an error naming the wait.
 func (b *Backend) Boot(ctx context.Context, name string) (<-chan error, error) {
 	fctx, cancel := context.WithCancel(b.base)
 	f := &follow{name: name, changed: make(chan struct{}), exit: make(chan error, 1),
@@ -420,7 +420,7 @@ func (b *Backend) Boot(ctx context.Context, name string) (<-chan error, error) {
 			return f.exit, nil
 		case known && v.Terminal():
 			b.forget(f)
-			return nil, endOf(v)
+			return nil, endOrFailed(v) // a guest that already powered off never ran for Tarty
 		}
 		select {
 		case <-ctx.Done():
@@ -428,6 +428,9 @@ func (b *Backend) Boot(ctx context.Context, name string) (<-chan error, error) {
 			return nil, fmt.Errorf("orchard: VM %s not running yet (%s): %w", name, describe(v, known), ctx.Err())
 		case <-f.stopped:
 			b.forget(f)
+			if v, known, _ := f.state(); known && v.Terminal() {
+				return nil, endOrFailed(v) // it ended while this loop looked away
+			}
 			return nil, fmt.Errorf("orchard: VM %s was deleted before it ran", name)
 		case <-changed:
 		case <-place.C:

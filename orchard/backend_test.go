@@ -340,3 +340,31 @@ func TestBackendAddressAndDial(t *testing.T) {
 		t.Error("an address for a VM whose guest exited")
 	}
 }
+
+// A VM whose guest powered off before Boot saw it run (an image that shuts
+// down at once) never started for Tarty: Boot says so, rather than return no
+// error and a channel that never delivers.
+func TestBackendBootOfAVMWhoseGuestAlreadyExited(t *testing.T) {
+	f := newFake(t, fakeorchard.Config{PrepareTime: 10 * time.Millisecond})
+	f.AddWorker("a", fakeorchard.WorkerOptions{})
+	b := newBackend(t, f)
+	ctx := ctxT(t, 20*time.Second)
+	name := prefix + "-00000001"
+	if err := b.Create(ctx, "img", name); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !f.GuestExit(name) {
+		if time.Now().After(deadline) {
+			t.Fatal("the VM never ran on the controller")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ch, err := b.Boot(ctx, name)
+	if err == nil {
+		t.Fatalf("Boot of a VM whose guest already powered off = %v, nil", ch)
+	}
+	if !strings.Contains(err.Error(), "exited") {
+		t.Errorf("Boot = %v, want the guest's exit named", err)
+	}
+}
