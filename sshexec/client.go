@@ -72,19 +72,17 @@ type transport interface {
 	login(ctx context.Context, image, host string, timeout time.Duration) error
 	// exec runs command on a new connection. A non-zero exit is *ExitError.
 	exec(ctx context.Context, image, host, command string, stdin io.Reader, stdout, stderr io.Writer) error
-	// forget drops what this transport trusts for image.
-	forget(image string) error
 }
 
 // Client runs commands in guests over SSH. It is safe for concurrent use;
 // every call opens its own connection. It satisfies scheduler.Guest.
 type Client struct {
-	opts  Options
-	log   zerolog.Logger
-	t     transport
-	other []func(image string) error // the other client's store, also cleared by ForgetHostKey
+	opts Options
+	log  zerolog.Logger
+	t    transport
 
-	// Both clients' stores, whichever runs: CopyHostKey keeps them alike.
+	// Both clients' stores, whichever runs: ForgetHostKey and CopyHostKey
+	// keep them alike.
 	store *hostKeyStore
 	oh    opensshKnownHosts
 }
@@ -116,27 +114,24 @@ func New(opts Options) (*Client, error) {
 		opts.Client = ClientNative
 	}
 	c := &Client{opts: opts, log: opts.Logger.With().Str("component", "sshexec").Str("client", opts.Client).Logger()}
-	store := newHostKeyStore(opts.KnownHostsFile, c.log)
-	oh := opensshKnownHosts{dir: opensshKnownHostsDir(opts.KnownHostsFile)}
-	c.store, c.oh = store, oh
+	c.store = newHostKeyStore(opts.KnownHostsFile, c.log)
+	c.oh = opensshKnownHosts{dir: opensshKnownHostsDir(opts.KnownHostsFile)}
 	switch opts.Client {
 	case ClientNative:
-		n, err := newNative(opts, store, c.log)
+		n, err := newNative(opts, c.store, c.log)
 		if err != nil {
 			return nil, err
 		}
 		c.t = n
-		c.other = append(c.other, oh.forget)
 	case ClientOpenSSH:
 		if opts.Dial != nil {
 			return nil, errDialOpenSSH
 		}
-		o, err := newOpenSSH(opts, oh)
+		o, err := newOpenSSH(opts, c.oh)
 		if err != nil {
 			return nil, err
 		}
 		c.t = o
-		c.other = append(c.other, store.forget)
 	default:
 		return nil, fmt.Errorf("sshexec: unknown client %q (want %s or %s)", opts.Client, ClientNative, ClientOpenSSH)
 	}
@@ -170,21 +165,13 @@ func (c *Client) ForgetHostKey(image string) error {
 	if err := checkImage(image); err != nil {
 		return err
 	}
-	errs := []error{c.t.forget(image)}
-	for _, f := range c.other {
-		errs = append(errs, f(image))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(c.store.forget(image), c.oh.forget(image)); err != nil {
 		return fmt.Errorf("forget host key of image %q: %w", image, err)
 	}
 	c.log.Info().Str("image", image).Msg("forgot ssh host key")
 	return nil
 }
 
-// checkImage rejects image names the host-key store cannot hold: white space
-// would split its line, a leading '#' would make the line a comment (read back
-// as no key, so any key would be trusted again), and a leading '-' is never a
-// tart image (tart would read it as a flag).
 // CopyHostKey makes image to trust exactly what image from trusts (nothing,
 // if from has no key), in both clients' stores: the trusted key follows an
 // image when the nightly rebuild promotes a build or rolls it back.
@@ -202,6 +189,10 @@ func (c *Client) CopyHostKey(from, to string) error {
 	return nil
 }
 
+// checkImage rejects image names the host-key store cannot hold: white space
+// would split its line, a leading '#' would make the line a comment (read back
+// as no key, so any key would be trusted again), and a leading '-' is never a
+// tart image (tart would read it as a flag).
 func checkImage(image string) error {
 	if image == "" || strings.ContainsAny(image, " \t\r\n") || strings.HasPrefix(image, "#") || strings.HasPrefix(image, "-") {
 		return fmt.Errorf("sshexec: invalid image name %q", image)

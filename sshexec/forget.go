@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/ssh"
@@ -34,35 +33,13 @@ func ForgetImageHostKey(knownHostsFile, image string) (forgotten []string, err e
 	if key != nil {
 		forgotten = append(forgotten, ssh.FingerprintSHA256(key))
 	}
-	if fps := oh.fingerprints(image); fps != "unknown" {
-		for _, fp := range strings.Split(fps, ", ") {
-			if !slices.Contains(forgotten, fp) {
-				forgotten = append(forgotten, fp)
-			}
+	for _, fp := range oh.fingerprintList(image) {
+		if !slices.Contains(forgotten, fp) {
+			forgotten = append(forgotten, fp)
 		}
 	}
 	if err := oh.forget(image); err != nil {
 		return forgotten, fmt.Errorf("forget host key of image %q: %w", image, err)
 	}
 	return forgotten, nil
-}
-
-// take removes image's key from the store and returns it (nil when there
-// was none), under the store's locks.
-func (s *hostKeyStore) take(image string) (ssh.PublicKey, error) {
-	unlock, err := s.lock()
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	keys, err := s.load()
-	if err != nil {
-		return nil, err
-	}
-	key, ok := keys[image]
-	if !ok {
-		return nil, nil
-	}
-	delete(keys, image)
-	return key, s.save(keys)
 }

@@ -199,24 +199,33 @@ func (s *hostKeyStore) algorithms(image string) ([]string, error) {
 	return []string{k.Type()}, nil
 }
 
+// forget drops image's key from the store.
 func (s *hostKeyStore) forget(image string) error {
+	_, err := s.take(image)
+	return err
+}
+
+// take removes image's key from the store and returns it (nil when there
+// was none), under the store's locks.
+func (s *hostKeyStore) take(image string) (ssh.PublicKey, error) {
 	if err := checkImage(image); err != nil {
-		return err
+		return nil, err
 	}
 	unlock, err := s.lock()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 	keys, err := s.load()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, ok := keys[image]; !ok {
-		return nil
+	key, ok := keys[image]
+	if !ok {
+		return nil, nil
 	}
 	delete(keys, image)
-	return s.save(keys)
+	return key, s.save(keys)
 }
 
 // copy makes to trust what from trusts (nothing when from has no key).

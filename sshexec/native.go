@@ -165,8 +165,6 @@ func (n *native) exec(ctx context.Context, image, host, command string, stdin io
 	return fmt.Errorf("session: %w", err)
 }
 
-func (n *native) forget(image string) error { return n.store.forget(image) }
-
 // keepalive sends keepalive@openssh.com requests every interval and closes
 // the connection when one goes unanswered for keepaliveMax intervals, so a
 // guest that vanished (powered off, network gone) ends the session instead

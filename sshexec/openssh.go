@@ -174,5 +174,3 @@ func sshSaid(diag string) string {
 	}
 	return strings.Join(said[max(0, len(said)-3):], "; ")
 }
-
-func (o *openssh) forget(image string) error { return o.kh.forget(image) }

@@ -86,11 +86,21 @@ func (k opensshKnownHosts) copy(from, to string) error {
 	return writeFileAtomic(k.file(to), out.Bytes())
 }
 
-// fingerprints lists the SHA256 fingerprints trusted for image.
+// fingerprints lists the SHA256 fingerprints trusted for image, for a
+// message: "unknown" when there are none.
 func (k opensshKnownHosts) fingerprints(image string) string {
+	fps := k.fingerprintList(image)
+	if len(fps) == 0 {
+		return "unknown"
+	}
+	return strings.Join(fps, ", ")
+}
+
+// fingerprintList is the SHA256 fingerprints of the keys trusted for image.
+func (k opensshKnownHosts) fingerprintList(image string) []string {
 	b, err := os.ReadFile(k.file(image))
 	if err != nil {
-		return "unknown"
+		return nil
 	}
 	var fps []string
 	for len(b) > 0 {
@@ -101,8 +111,5 @@ func (k opensshKnownHosts) fingerprints(image string) string {
 		fps = append(fps, ssh.FingerprintSHA256(key))
 		b = rest
 	}
-	if len(fps) == 0 {
-		return "unknown"
-	}
-	return strings.Join(fps, ", ")
+	return fps
 }
