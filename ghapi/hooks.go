@@ -38,11 +38,12 @@ var (
 // Hook is a webhook of the organisation (Repository "") or of a repository
 // ("owner/name").
 type Hook struct {
-	ID         int64
-	Repository string
-	URL        string // config.url: where GitHub delivers
-	Active     bool
-	Events     []string
+	ID           int64
+	Organization string // the organisation, or the repository's owner
+	Repository   string
+	URL          string // config.url: where GitHub delivers
+	Active       bool
+	Events       []string
 }
 
 // Where names the hook for logs: "organization acme" or "repository acme/app".
@@ -50,7 +51,7 @@ func (h Hook) Where() string {
 	if h.Repository != "" {
 		return "repository " + h.Repository
 	}
-	return "organization"
+	return "organization " + h.Organization
 }
 
 // subscribes reports whether the hook sends workflow_job events.
@@ -102,11 +103,12 @@ func (c *Client) hookScopes() []hookScope {
 	return []hookScope{{c.org, ""}}
 }
 
-func scopeOf(h Hook) hookScope {
+// scopeOf is where hook h lives: its repository, else the organisation.
+func (c *Client) scopeOf(h Hook) hookScope {
 	if owner, repo, ok := strings.Cut(h.Repository, "/"); ok {
 		return hookScope{owner, repo}
 	}
-	return hookScope{}
+	return hookScope{owner: c.org}
 }
 
 // hookPermissionFix names the permission hooks in scope s need.
@@ -215,7 +217,7 @@ func (c *Client) listHooks(ctx context.Context, s hookScope) ([]Hook, error) {
 			return nil, hookAccess(err, s)
 		}
 		for _, h := range page {
-			hk := Hook{ID: h.GetID(), Active: h.GetActive(), Events: h.Events}
+			hk := Hook{ID: h.GetID(), Organization: s.owner, Active: h.GetActive(), Events: h.Events}
 			if s.repo != "" {
 				hk.Repository = s.owner + "/" + s.repo
 			}
@@ -266,10 +268,7 @@ func redactURL(raw string) string {
 // delivered before since. With max > 0 it stops after max deliveries and
 // complete is false: older ones were left unread.
 func (c *Client) HookDeliveries(ctx context.Context, h Hook, afterID int64, since time.Time, max int) (ds []HookDelivery, complete bool, err error) {
-	s := scopeOf(h)
-	if s.owner == "" {
-		s = hookScope{owner: c.org}
-	}
+	s := c.scopeOf(h)
 	op := fmt.Sprintf("list deliveries of webhook %d of %s", h.ID, s)
 	if err := c.blocked(op); err != nil {
 		return nil, false, err
@@ -316,10 +315,7 @@ func (c *Client) HookDeliveries(ctx context.Context, h Hook, afterID int64, sinc
 // previous one (secondary rate limits). A refusal for want of permission
 // (403, or 404 for a delivery just listed) matches ErrHookAccess.
 func (c *Client) RedeliverHookDelivery(ctx context.Context, h Hook, deliveryID int64) error {
-	s := scopeOf(h)
-	if s.owner == "" {
-		s = hookScope{owner: c.org}
-	}
+	s := c.scopeOf(h)
 	op := fmt.Sprintf("redeliver delivery %d of webhook %d", deliveryID, h.ID)
 	var (
 		resp *github.Response

@@ -84,6 +84,9 @@ func TestFindHook(t *testing.T) {
 		if err != nil || h.ID != 42 || h.Repository != "" || !h.Active || h.URL != "https://hooks.example.com/github/webhook" {
 			t.Errorf("by path %q: %+v, %v", path, h, err)
 		}
+		if w := h.Where(); w != "organization acme" {
+			t.Errorf("by path %q: Where() = %q, want organization acme", path, w)
+		}
 	}
 	other := s.AddHook(fakegithub.Hook{URL: "https://ci.example.com/jenkins", Active: true})
 	if h, err := c.FindHook(ctx, other, "/github/webhook"); err != nil || h.ID != other {
@@ -114,8 +117,8 @@ func TestFindHook(t *testing.T) {
 		t.Errorf("repo scope, org hook: %+v, %v", h, err)
 	}
 	s.SetWebhookRepository("acme/app")
-	if h, err := rc.FindHook(ctx, 0, "/github/webhook"); err != nil || h.ID != 42 || h.Repository != "acme/app" {
-		t.Errorf("repo scope, repo hook: %+v, %v", h, err)
+	if h, err := rc.FindHook(ctx, 0, "/github/webhook"); err != nil || h.ID != 42 || h.Repository != "acme/app" || h.Where() != "repository acme/app" {
+		t.Errorf("repo scope, repo hook: %+v (%s), %v", h, h.Where(), err)
 	}
 
 	// Without the permission: 404 for a classic token, 403 otherwise.
