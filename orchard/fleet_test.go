@@ -1,7 +1,6 @@
 package orchard_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tartyci/tarty"
+	"github.com/tartyci/tarty/internal/syncbuf"
 	"github.com/tartyci/tarty/orchard"
 	"github.com/tartyci/tarty/orchard/fakeorchard"
 	"github.com/tartyci/tarty/scheduler"
@@ -31,7 +31,7 @@ type fleet struct {
 	backend *orchard.Backend
 	events  chan tarty.JobEvent
 	jobTime time.Duration
-	log     *lockedBuffer
+	log     *syncbuf.Buffer
 
 	mu      sync.Mutex
 	jobs    map[int64]*fjob
@@ -56,23 +56,6 @@ type frunner struct {
 	busy      bool
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type fleetConfig struct {
 	workers      int
 	slots        int
@@ -93,7 +76,7 @@ func newFleet(t testing.TB, fc fleetConfig) *fleet {
 	for i := 1; i <= fc.workers; i++ {
 		f.AddWorker(fmt.Sprintf("mac-%02d", i), fakeorchard.WorkerOptions{Slots: fc.slots, Labels: fc.workerLabels})
 	}
-	fl := &fleet{t: t, fake: f, events: make(chan tarty.JobEvent, 1024), jobTime: fc.jobTime, log: &lockedBuffer{},
+	fl := &fleet{t: t, fake: f, events: make(chan tarty.JobEvent, 1024), jobTime: fc.jobTime, log: &syncbuf.Buffer{},
 		jobs: map[int64]*fjob{}, runners: map[int64]*frunner{}, nextID: 1000, done: make(chan struct{})}
 	t.Cleanup(func() { close(fl.done) })
 	fl.backend = newBackend(t, f, func(o *orchard.BackendOptions) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tartyci/tarty"
+	"github.com/tartyci/tarty/internal/syncbuf"
 	"github.com/tartyci/tarty/tartvm"
 	"github.com/tartyci/tarty/tartvm/faketart"
 )
@@ -468,7 +469,7 @@ func TestSlowPullCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	errc := make(chan error, 1)
-	var progress syncBuffer
+	var progress syncbuf.Buffer
 	go func() { errc <- c.Pull(ctx, ref, &progress) }()
 	waitFor(t, 10*time.Second, "the download to start", func() bool { return strings.Contains(progress.String(), "0%") })
 	start := time.Now()

@@ -6,7 +6,6 @@
 package sshdtest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tartyci/tarty/internal/syncbuf"
 )
 
 // Require returns the path of a binary, skipping (or failing, when
@@ -109,7 +110,7 @@ type Server struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *lockedBuffer
+	log  *syncbuf.Buffer
 }
 
 // New prepares a server on a free port without starting it.
@@ -117,7 +118,7 @@ func New(t testing.TB) *Server {
 	t.Helper()
 	sshd := Require(t, "sshd", "/usr/sbin/sshd")
 	dir := t.TempDir()
-	s := &Server{t: t, sshd: sshd, dir: dir, Port: FreePort(t), log: &lockedBuffer{}}
+	s := &Server{t: t, sshd: sshd, dir: dir, Port: FreePort(t), log: &syncbuf.Buffer{}}
 	if runtime.GOOS == "linux" {
 		s.SecondHost = "127.0.0.2"
 	}
@@ -285,21 +286,4 @@ func currentUser(t testing.TB) string {
 		t.Fatalf("current user: %v", err)
 	}
 	return u.Username
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
