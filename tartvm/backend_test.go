@@ -30,21 +30,6 @@ func newBackend(t *testing.T, o tartvm.BackendOptions) (*tartvm.Backend, *tartvm
 	return b, c, env
 }
 
-// waitChan receives a Boot channel's one result.
-func waitChan(t *testing.T, ch <-chan error) error {
-	t.Helper()
-	select {
-	case err := <-ch:
-		if _, open := <-ch; open {
-			t.Error("Boot channel not closed after its result")
-		}
-		return err
-	case <-time.After(20 * time.Second):
-		t.Fatal("VM did not stop")
-		return nil
-	}
-}
-
 func exits(env *tarttest.Env, verb string) []int {
 	var out []int
 	for _, c := range env.Calls() {
@@ -177,12 +162,12 @@ func TestBackendBootResults(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A crash is an error although tart exits 0.
-	if err := waitChan(t, crash); !tartvm.GuestCrashed(err) || tarty.IsVMLimit(err) {
+	if err := waitResult(t, crash); !tartvm.GuestCrashed(err) || tarty.IsVMLimit(err) {
 		t.Errorf("crash = %v", err)
 	}
 	env.WaitRunning(prefix+"-ok", true, 10*time.Second)
 	env.PowerOff(prefix + "-ok")
-	if err := waitChan(t, ok); err != nil {
+	if err := waitResult(t, ok); err != nil {
 		t.Errorf("guest power-off = %v, want nil", err)
 	}
 
@@ -218,7 +203,7 @@ func TestBackendLimitLate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Boot = %v; the limit must come late", err)
 	}
-	err = waitChan(t, ch)
+	err = waitResult(t, ch)
 	var le *tartvm.LimitError
 	if !errors.As(err, &le) || !tarty.IsVMLimit(err) || le.Leaked() || len(le.Running) != 2 {
 		t.Fatalf("late limit = %#v", err)
@@ -241,7 +226,7 @@ func TestBackendLimitLeaked(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Boot = %v", err)
 			}
-			err = waitChan(t, ch)
+			err = waitResult(t, ch)
 		}
 		var le *tartvm.LimitError
 		if !errors.As(err, &le) || !le.Leaked() || !tarty.IsVMLimit(err) || len(le.Running) != 0 {
@@ -360,7 +345,7 @@ func TestBackendDeleteRace(t *testing.T) {
 	if err := b.Delete(ctx, other); err != nil {
 		t.Fatalf("Delete(running) = %v", err)
 	}
-	if err := waitChan(t, ch); err != nil {
+	if err := waitResult(t, ch); err != nil {
 		t.Errorf("run result = %v", err)
 	}
 	if got := env.Args("stop"); len(got) != 1 || got[0][len(got[0])-1] != other {
@@ -392,7 +377,7 @@ func TestBackendAddress(t *testing.T) {
 
 	// Stopped: tart still answers the lease, which is stale.
 	env.PowerOff(name)
-	waitChan(t, ch)
+	waitResult(t, ch)
 	if ip, err := c.IP(ctx, name, 0); err != nil || ip == "" {
 		t.Fatalf("the fake kept no lease: %q, %v", ip, err)
 	}

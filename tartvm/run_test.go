@@ -19,7 +19,8 @@ import (
 	"github.com/tartyci/tarty/tartvm/faketart"
 )
 
-// waitResult receives the one result of a Run channel and checks it is closed after.
+// waitResult receives the one result of a Run (or Backend.Boot) channel and
+// checks it is closed after.
 func waitResult(t *testing.T, ch <-chan error) error {
 	t.Helper()
 	select {
