@@ -19,7 +19,7 @@ func (c *Client) CheckAccess(ctx context.Context) error {
 	if err = c.check("get organization "+c.org, resp, err, kindOther); err != nil {
 		switch statusOf(err) {
 		case http.StatusUnauthorized:
-			return fmt.Errorf("the GitHub credentials were rejected (check github.token, or the App ID, installation ID and private key): %w", err)
+			return fmt.Errorf("%s: %w", credentialsFix, err)
 		case http.StatusNotFound:
 			return fmt.Errorf("organization %q is not visible to these credentials (check github.organization; a GitHub App must be installed on it): %w", c.org, err)
 		}
@@ -42,11 +42,7 @@ func (c *Client) CheckAccess(ctx context.Context) error {
 		_, resp, err = c.gh.Actions.ListOrganizationRunners(ctx, c.org, ropts)
 	}
 	if err = c.check("list runners", resp, err, kindOther); err != nil {
-		if c.repo != "" {
-			problems = append(problems, denied(err, fmt.Sprintf(`cannot manage the self-hosted runners of %s/%s: grant the repository permission "Administration: read and write" (fine-grained token or App) or the classic scope repo; the token's user must be a repository admin`, c.org, c.repo)))
-		} else {
-			problems = append(problems, denied(err, fmt.Sprintf(`cannot manage the self-hosted runners of organization %s: grant the organization permission "Self-hosted runners: read and write" (fine-grained token or App; "Administration" is not enough) or the classic scope admin:org; the token's user must be an organization owner`, c.org)))
-		}
+		problems = append(problems, denied(err, "cannot manage the self-hosted runners: "+c.runnerPermissionFix()))
 	}
 
 	// The runner group must exist (organisation runners only).
