@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,6 +36,8 @@ type e2e struct {
 	secret  string
 	prefix  string
 	workDir string
+
+	hookPort int // server.listen's port, where the fake GitHub delivers
 }
 
 var (
@@ -71,20 +74,20 @@ func newE2E(t *testing.T, extraConfig string) *e2e {
 	return newE2EPoll(t, "10s", extraConfig)
 }
 
-func newE2EPoll(t *testing.T, poll, extraConfig string) *e2e {
+// newE2EBase is what every process-level test shares, whatever its backend:
+// the binaries built, a real sshd for the guests whose run.sh is the fake
+// runner (its jobs take two seconds), the listeners' ports, and the fake
+// GitHub delivering to the webhook port, with repository app. The caller
+// writes the config (writeConfig).
+func newE2EBase(t *testing.T, prefix string) *e2e {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("process-level end-to-end test")
 	}
 	buildBinaries(t)
-	e := &e2e{t: t, dir: t.TempDir(), secret: "e2e-webhook-secret-0123456789", prefix: "tarty-e2e"}
+	e := &e2e{t: t, dir: t.TempDir(), secret: "e2e-webhook-secret-0123456789", prefix: prefix}
 	e.sshd = sshdtest.Start(t)
-	e.tart = tarttest.New(t)
-	e.tart.Seed("runner-image", faketart.VMOptions{})
-	e.tart.Seed("base-image", faketart.VMOptions{})
 
-	// The guest's runner directory: run.sh is the fake runner, whose jobs
-	// take two seconds.
 	e.workDir = filepath.Join(e.dir, "actions-runner")
 	if err := os.MkdirAll(e.workDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -94,14 +97,32 @@ func newE2EPoll(t *testing.T, poll, extraConfig string) *e2e {
 		t.Fatal(err)
 	}
 
-	hookPort, adminPort := sshdtest.FreePort(t), sshdtest.FreePort(t)
-	e.admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
+	e.hookPort = sshdtest.FreePort(t)
+	e.admin = fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t))
 	e.gh = fakegithub.New(fakegithub.Config{
-		WebhookURL:    fmt.Sprintf("http://127.0.0.1:%d/github/webhook", hookPort),
+		WebhookURL:    fmt.Sprintf("http://127.0.0.1:%d/github/webhook", e.hookPort),
 		WebhookSecret: e.secret,
 	})
 	t.Cleanup(e.gh.Close)
 	e.gh.AddRepo("app")
+	return e
+}
+
+// writeConfig writes the config every command of e reads.
+func (e *e2e) writeConfig(cfg string) {
+	e.t.Helper()
+	e.config = filepath.Join(e.dir, "tarty.yaml")
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func newE2EPoll(t *testing.T, poll, extraConfig string) *e2e {
+	t.Helper()
+	e := newE2EBase(t, "tarty-e2e")
+	e.tart = tarttest.New(t)
+	e.tart.Seed("runner-image", faketart.VMOptions{})
+	e.tart.Seed("base-image", faketart.VMOptions{})
 
 	poweroff := filepath.Join(e.tart.Home, "vms")
 	cfg := fmt.Sprintf(`github:
@@ -135,11 +156,8 @@ log:
   format: json
 state_dir: %s
 %s`, e.gh.URL(), e.gh.Organization(), e.sshd.User, e.sshd.Port, e.sshd.ClientKey.Private, e.prefix, e.workDir,
-		poweroff, poll, hookPort, e.admin, e.tart.Bin, e.tart.Home, filepath.Join(e.dir, "state"), extraConfig)
-	e.config = filepath.Join(e.dir, "tarty.yaml")
-	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+		poweroff, poll, e.hookPort, e.admin, e.tart.Bin, e.tart.Home, filepath.Join(e.dir, "state"), extraConfig)
+	e.writeConfig(cfg)
 	return e
 }
 
@@ -233,6 +251,21 @@ func (e *e2e) stop(d *daemonProc) int {
 		e.t.Fatalf("tarty did not exit within 30 s of SIGTERM\n%s", d.log.String())
 	}
 	return d.cmd.ProcessState.ExitCode()
+}
+
+// metrics is the daemon's /metrics.
+func (e *e2e) metrics() string {
+	e.t.Helper()
+	resp, err := http.Get("http://" + e.admin + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
 }
 
 func (e *e2e) waitFor(what string, limit time.Duration, cond func() bool) {

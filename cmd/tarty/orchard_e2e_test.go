@@ -3,9 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tartyci/tarty/ghapi/fakegithub"
-	"github.com/tartyci/tarty/internal/sshdtest"
 	"github.com/tartyci/tarty/orchard/fakeorchard"
 )
 
@@ -25,21 +21,7 @@ import (
 // VM off (the controller marks it failed "VM exited unexpectedly"), which is
 // the runner's normal end: the VM is deleted and the runner removed.
 func TestOrchardEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("process-level end-to-end test")
-	}
-	buildBinaries(t)
-	e := &e2e{t: t, dir: t.TempDir(), secret: "e2e-webhook-secret-0123456789", prefix: "tarty-fleet"}
-	e.sshd = sshdtest.Start(t)
-
-	e.workDir = filepath.Join(e.dir, "actions-runner")
-	if err := os.MkdirAll(e.workDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	runSh := "#!/bin/sh\nFAKERUNNER_JOB_SECONDS=2 FAKERUNNER_IDLE_SECONDS=120 exec " + fakeRunnerBin + ` "$@"` + "\n"
-	if err := os.WriteFile(filepath.Join(e.workDir, "run.sh"), []byte(runSh), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	e := newE2EBase(t, "tarty-fleet")
 
 	// The controller: two workers that carry pool=ci and one that does not;
 	// every port-forward reaches the sshd, whatever the port.
@@ -65,16 +47,7 @@ func TestOrchardEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hookPort, adminPort := sshdtest.FreePort(t), sshdtest.FreePort(t)
-	e.admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
-	e.gh = fakegithub.New(fakegithub.Config{
-		WebhookURL:    fmt.Sprintf("http://127.0.0.1:%d/github/webhook", hookPort),
-		WebhookSecret: e.secret,
-	})
-	t.Cleanup(e.gh.Close)
-	e.gh.AddRepo("app")
-
-	cfg := fmt.Sprintf(`backend: orchard
+	e.writeConfig(fmt.Sprintf(`backend: orchard
 orchard:
   url: %s
   service_account: tarty
@@ -109,11 +82,7 @@ log:
   format: json
 state_dir: %s
 `, fake.URL(), tokenFile, caFile, e.gh.URL(), e.gh.Organization(), e.sshd.User, e.sshd.ClientKey.Private, e.prefix,
-		e.workDir, powerOff, hookPort, e.admin, filepath.Join(e.dir, "state"))
-	e.config = filepath.Join(e.dir, "tarty.yaml")
-	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+		e.workDir, powerOff, e.hookPort, e.admin, filepath.Join(e.dir, "state")))
 	if code, out := e.command("validate"); code != 0 {
 		t.Fatalf("tarty validate = %d:\n%s", code, out)
 	}
@@ -153,14 +122,9 @@ state_dir: %s
 	if code != 0 || !strings.Contains(out, `"workers"`) || !strings.Contains(out, `"free_slots"`) {
 		t.Errorf("tarty status --json = %d:\n%s", code, out)
 	}
-	resp, err := http.Get("http://" + e.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := e.metrics()
 	for _, m := range []string{"tarty_orchard_guest_exits_total 1", "tarty_orchard_vms_unplaced_total 0", "tarty_orchard_vms_lost_total 0"} {
-		if !strings.Contains(string(metrics), m) {
+		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -268,12 +267,7 @@ func TestUpkeepEndToEnd(t *testing.T) {
 	if r := st.Runner; r.Latest != "2.337.0" || r.BehindDays != 5 || r.CheckedAt == nil {
 		t.Errorf("/status runner: %+v", r)
 	}
-	resp, err := http.Get("http://" + e.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := e.metrics()
 	for _, w := range []string{
 		`tarty_webhook_redeliveries_total{result="accepted"} 3`,
 		`tarty_webhook_redeliveries_total{result="failed_again"} 0`,
@@ -281,7 +275,7 @@ func TestUpkeepEndToEnd(t *testing.T) {
 		`tarty_runner_image_info{image="runner-image",latest="2.337.0",version="2.336.0"} 1`,
 		`tarty_runner_early_rebuilds_total 0`,
 	} {
-		if !strings.Contains(string(metrics), w) {
+		if !strings.Contains(metrics, w) {
 			t.Errorf("/metrics lacks %s", w)
 		}
 	}
