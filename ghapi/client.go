@@ -28,7 +28,6 @@ const (
 	perPage            = 100
 	repoCacheTTL       = 10 * time.Minute
 	groupCacheTTL      = 10 * time.Minute
-	pollWindow         = 24 * time.Hour // GitHub fails a job queued longer than this
 	httpTimeout        = 60 * time.Second
 	etagMaxEntries     = 8192 // six or so URLs per repository: 500 repositories fit
 	etagMaxBytes       = 32 << 20
