@@ -50,10 +50,6 @@ type Options struct {
 	LogDir string
 	Logger zerolog.Logger // zero value logs nothing
 
-	// Softnet runs VMs with `tart run --net-softnet` (runners.softnet): a
-	// guest can reach neither its siblings nor the host's LAN.
-	Softnet bool
-
 	// StartGrace is how long Run waits for `tart run` to fail early so it can
 	// return that error directly. 0 means DefaultStartGrace; negative means Run
 	// returns as soon as the process started (every exit then comes on the channel).
@@ -70,7 +66,6 @@ type Client struct {
 	home       string
 	logDir     string
 	log        zerolog.Logger
-	softnet    bool
 	startGrace time.Duration
 	killGrace  time.Duration
 }
@@ -78,7 +73,7 @@ type Client struct {
 // New returns a Client for opts.
 func New(opts Options) *Client {
 	c := &Client{path: opts.Path, home: opts.Home, logDir: opts.LogDir, log: opts.Logger,
-		softnet: opts.Softnet, startGrace: opts.StartGrace, killGrace: opts.KillGrace}
+		startGrace: opts.StartGrace, killGrace: opts.KillGrace}
 	if c.path == "" {
 		c.path = "tart"
 	}

@@ -122,10 +122,10 @@ func TestRunLogFiles(t *testing.T) {
 
 func TestRunSoftnet(t *testing.T) {
 	t.Parallel()
-	c, env := newClient(t, func(o *tartvm.Options) { o.Softnet = true })
+	c, env := newClient(t)
 	ctx := testCtx(t)
 	env.Seed("vm", faketart.VMOptions{})
-	ch, err := c.Run(ctx, "vm")
+	r, err := c.Start(ctx, "vm", tartvm.RunOptions{Softnet: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,12 @@ func TestRunSoftnet(t *testing.T) {
 	if err := c.Stop(ctx, "vm", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitResult(t, ch); err != nil {
+	select {
+	case <-r.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("tart run did not exit")
+	}
+	if err := r.Err(); err != nil {
 		t.Errorf("result = %v", err)
 	}
 	want := [][]string{{"run", "--no-graphics", "--no-audio", "--net-softnet", "vm"}}

@@ -78,11 +78,10 @@ func (r *VMRun) Kill() error {
 	return nil
 }
 
-// Run starts `tart run --no-graphics --no-audio [--net-softnet] name` with the
-// client's Softnet option; see Start. The returned channel delivers the run's
-// result once and is then closed.
+// Run is Start with no RunOptions, its result on a channel that delivers it
+// once and is then closed.
 func (c *Client) Run(ctx context.Context, name string) (<-chan error, error) {
-	r, err := c.Start(ctx, name, RunOptions{Softnet: c.softnet})
+	r, err := c.Start(ctx, name, RunOptions{})
 	if err != nil {
 		return nil, err
 	}
