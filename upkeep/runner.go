@@ -65,16 +65,16 @@ type Latest struct {
 // releases are github.com's; the server asks for the runner it bundles).
 func FetchLatest(ctx context.Context, src RunnerSource, now time.Time) Latest {
 	l := Latest{FetchedAt: now}
-	call := func(f func(context.Context) error) {
+	call := func(f func(context.Context)) { // each with its own timeout
 		cctx, cancel := context.WithTimeout(ctx, githubCallTimeout)
 		defer cancel()
-		_ = f(cctx)
+		f(cctx)
 	}
 	var entErr error
-	call(func(ctx context.Context) error { l.Enterprise, entErr = src.EnterpriseVersion(ctx); return nil })
-	call(func(ctx context.Context) error { l.Offered, l.OfferedErr = src.OfferedRunnerVersion(ctx); return nil })
+	call(func(ctx context.Context) { l.Enterprise, entErr = src.EnterpriseVersion(ctx) })
+	call(func(ctx context.Context) { l.Offered, l.OfferedErr = src.OfferedRunnerVersion(ctx) })
 	if l.Enterprise == "" {
-		call(func(ctx context.Context) error { l.Releases, l.ReleasesErr = src.RunnerReleases(ctx); return nil })
+		call(func(ctx context.Context) { l.Releases, l.ReleasesErr = src.RunnerReleases(ctx) })
 		if l.ReleasesErr == nil && len(l.Releases) == 0 {
 			l.ReleasesErr = errors.New("no releases listed")
 		}
@@ -310,13 +310,11 @@ func (g *Guard) Check(ctx context.Context) time.Duration {
 	}
 
 	next := g.o.Recheck
-	note := a.Note
-	if n, wait := g.maybeRebuild(ctx, now, img, a); wait {
+	rebuildNote, wait := g.maybeRebuild(ctx, now, img, a)
+	if wait {
 		next = g.o.QuietPoll
-		note = joinNotes(note, n)
-	} else {
-		note = joinNotes(note, n)
 	}
+	note := joinNotes(a.Note, rebuildNote)
 	checked := now
 	g.o.Scheduler.SetRunnerStatus(scheduler.RunnerStatus{ImageVersion: a.ImageVersion, Latest: a.Latest,
 		BehindDays: a.BehindDays, Note: note, CheckedAt: &checked})
