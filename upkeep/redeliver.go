@@ -63,7 +63,7 @@ type Redeliverer struct {
 
 	mu     sync.Mutex // one sweep at a time
 	hook   *ghapi.Hook
-	warned map[string]bool // problems logged once
+	warned map[string]bool // sweep results whose problem was logged once
 }
 
 // NewRedeliverer builds a Redeliverer; it starts nothing.
@@ -136,8 +136,19 @@ func (r *Redeliverer) Run(ctx context.Context) error {
 // itself (GitHub or the network down, a rate limit): try again after
 // MinInterval. A missing permission or webhook waits for the next gap.
 func retryable(err error) bool {
-	return err != nil && !errors.Is(err, ghapi.ErrHookAccess) && !errors.Is(err, ghapi.ErrHookNotFound) &&
-		!errors.Is(err, ghapi.ErrHookAmbiguous) && !errors.Is(err, context.Canceled)
+	return err != nil && sweepResult(err) == SweepError && !errors.Is(err, context.Canceled)
+}
+
+// sweepResult is the sweep result an error means: no permission, no
+// (single) webhook, or another error.
+func sweepResult(err error) string {
+	switch {
+	case errors.Is(err, ghapi.ErrHookAccess):
+		return SweepNoPermission
+	case errors.Is(err, ghapi.ErrHookNotFound), errors.Is(err, ghapi.ErrHookAmbiguous):
+		return SweepNoHook
+	}
+	return SweepError
 }
 
 // SweepReport is what one sweep did.
@@ -304,20 +315,14 @@ func (r *Redeliverer) findHook(ctx context.Context) (ghapi.Hook, error) {
 // problem logs why a sweep could not work, each kind once (a missing
 // permission does not go away by itself), and returns the sweep's result.
 func (r *Redeliverer) problem(err error) string {
-	kind, result := "error", SweepError
+	result := sweepResult(err)
 	switch {
-	case errors.Is(err, ghapi.ErrHookAccess):
-		kind, result = "access", SweepNoPermission
-	case errors.Is(err, ghapi.ErrHookNotFound), errors.Is(err, ghapi.ErrHookAmbiguous):
-		kind, result = "hook", SweepNoHook
-	}
-	switch {
-	case kind == "error":
+	case result == SweepError:
 		r.log.Warn().Err(err).Msg("looking at the webhook's deliveries; trying again later")
-	case r.warned[kind]:
+	case r.warned[result]:
 		r.log.Debug().Err(err).Msg("webhook redelivery unavailable")
 	default:
-		r.warned[kind] = true
+		r.warned[result] = true
 		r.log.Warn().Err(err).Msg(Cost)
 	}
 	return result
