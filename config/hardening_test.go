@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,19 +12,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// minimalYAML is testdata/minimal.yaml; tests append their own keys.
-const minimalYAML = `github:
-  organization: acme
-images:
-  base: ghcr.io/cirruslabs/macos-sequoia-base:latest
-  runner: tarty-runner
-rebuild:
-  command: ./convert.sh
-`
-
-// parseWith parses minimalYAML with extra top-level YAML appended (keys given
-// twice are errors, so extra only adds sections minimal lacks) and returns the
-// config, warnings and sorted problem keys.
+// parseWith parses yamlText and returns the config, warnings and sorted
+// problem keys.
 func parseWith(t *testing.T, yamlText string, env Env) (*Config, []string, []string) {
 	t.Helper()
 	cfg, warnings, err := Parse([]byte(yamlText), "test.yaml", env)
@@ -72,7 +62,7 @@ func TestAdminListenLoopback(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.listen+" "+tt.admin, func(t *testing.T) {
-			text := minimalYAML + "server:\n  listen: \"" + tt.listen + "\"\n  admin_listen: \"" + tt.admin + "\"\n"
+			text := configWith("", "", "rebuild: {command: ./convert.sh}\nserver:\n  listen: \""+tt.listen+"\"\n  admin_listen: \""+tt.admin+"\"\n")
 			_, _, err := Parse([]byte(text), "test.yaml", secretsEnv())
 			switch {
 			case tt.wantErr && err == nil:
@@ -259,8 +249,7 @@ func yamlEscape(s string) string {
 	var b strings.Builder
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
-			b.WriteString("\\x")
-			b.WriteString(strings.ToUpper(string("0123456789abcdef"[r>>4]) + string("0123456789abcdef"[r&15])))
+			fmt.Fprintf(&b, "\\x%02X", r)
 			continue
 		}
 		b.WriteRune(r)
@@ -277,7 +266,7 @@ orchard:
 `
 
 func TestNewKeyDefaults(t *testing.T) {
-	cfg, _, problems := parseWith(t, minimalYAML, secretsEnv())
+	cfg, _, problems := parseWith(t, configWith("", "", "rebuild: {command: ./convert.sh}\n"), secretsEnv())
 	if problems != nil {
 		t.Fatal(problems)
 	}
