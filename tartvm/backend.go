@@ -79,9 +79,6 @@ func NewBackend(c *Client, o BackendOptions) *Backend {
 		runs: map[string]*VMRun{}, os: map[string]string{}}
 }
 
-// Client is the tart client the backend runs.
-func (b *Backend) Client() *Client { return b.c }
-
 // ours reports whether name is one of Tarty's VMs: "<Prefix>-...", so that a
 // foreign "tarty-mini2" is not taken for one of prefix "tarty-mini".
 func (b *Backend) ours(name string) bool {

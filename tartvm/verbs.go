@@ -230,12 +230,6 @@ type VMConfig struct {
 	State      string
 }
 
-// SizeGB is Size as a number (GB allocated on disk), 0 when tart did not say.
-func (v VMConfig) SizeGB() float64 {
-	f, _ := strconv.ParseFloat(v.Size, 64)
-	return f
-}
-
 // Get returns a local VM's configuration.
 func (c *Client) Get(ctx context.Context, name string) (VMConfig, error) {
 	if err := checkName("get", name); err != nil {
