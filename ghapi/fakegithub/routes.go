@@ -109,17 +109,12 @@ func (s *Server) listOrgRepos(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getRepo(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	repo, ok := s.st.repos[strings.ToLower(r.PathValue("owner")+"/"+r.PathValue("repo"))]
 	var out map[string]any
-	if ok {
+	if repo, ok := s.st.repos[strings.ToLower(r.PathValue("owner")+"/"+r.PathValue("repo"))]; ok {
 		out = s.repoJSON(repo)
 	}
 	s.mu.Unlock()
-	if !ok {
-		writeError(w, http.StatusNotFound, "Not Found")
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeFound(w, out)
 }
 
 func (s *Server) listRunnerGroups(w http.ResponseWriter, r *http.Request) {
@@ -170,17 +165,12 @@ func (s *Server) groupOf(r *http.Request) *RunnerGroup {
 
 func (s *Server) getRunnerGroup(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	g := s.groupOf(r)
 	var out map[string]any
-	if g != nil {
+	if g := s.groupOf(r); g != nil {
 		out = s.groupJSON(g)
 	}
 	s.mu.Unlock()
-	if out == nil {
-		writeError(w, http.StatusNotFound, "Not Found")
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeFound(w, out)
 }
 
 // listRunnerGroupRepos lists the repositories a "selected" group serves
@@ -211,17 +201,27 @@ func (s *Server) listRunnerGroupRepos(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"total_count": len(repos), "repositories": out})
 }
 
-func (s *Server) postRerun(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
+// runOf finds the path's workflow run in the path's repository; the caller
+// holds s.mu.
+func (s *Server) runOf(r *http.Request) *Run {
 	scope, ok := s.scope(r)
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	run, found := s.st.runs[id]
 	if !ok || !found || run.Repo != scope {
+		return nil
+	}
+	return run
+}
+
+func (s *Server) postRerun(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	run := s.runOf(r)
+	if run == nil {
 		s.mu.Unlock()
 		writeError(w, http.StatusNotFound, "Not Found")
 		return
 	}
-	_, err := s.rerunLocked(id)
+	_, err := s.rerunLocked(run.ID)
 	s.mu.Unlock()
 	if err != nil {
 		writeError(w, http.StatusForbidden, "Unable to re-run this workflow run: "+err.Error())
@@ -290,17 +290,12 @@ func (s *Server) findRunner(r *http.Request) (*Runner, bool) {
 
 func (s *Server) getRunner(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	rn, ok := s.findRunner(r)
 	var out map[string]any
-	if ok {
+	if rn, ok := s.findRunner(r); ok {
 		out = runnerJSON(rn)
 	}
 	s.mu.Unlock()
-	if !ok {
-		writeError(w, http.StatusNotFound, "Not Found")
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeFound(w, out)
 }
 
 func (s *Server) deleteRunner(w http.ResponseWriter, r *http.Request) {
@@ -429,10 +424,8 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	scope, ok := s.scope(r)
-	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	run, found := s.st.runs[id]
-	if !ok || !found || run.Repo != scope {
+	run := s.runOf(r)
+	if run == nil {
 		s.mu.Unlock()
 		writeError(w, http.StatusNotFound, "Not Found")
 		return
@@ -463,11 +456,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		out = s.jobJSON(j)
 	}
 	s.mu.Unlock()
-	if out == nil {
-		writeError(w, http.StatusNotFound, "Not Found")
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeFound(w, out)
 }
 
 // page applies per_page (default 30, max 100) and page (from 1) to a list of

@@ -442,6 +442,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
+// writeFound answers a single object: out, or 404 when it is nil.
+func writeFound(w http.ResponseWriter, out map[string]any) {
+	if out == nil {
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, errorBody{
 		Message:          msg,

@@ -278,17 +278,12 @@ func (s *Server) getHook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	h, ok := s.hookOf(r)
 	var out map[string]any
-	if ok {
+	if h, ok := s.hookOf(r); ok {
 		out = s.hookJSON(h)
 	}
 	s.mu.Unlock()
-	if !ok {
-		writeError(w, http.StatusNotFound, "Not Found")
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeFound(w, out)
 }
 
 // isWebhook reports whether h is the server's own webhook, the one with
