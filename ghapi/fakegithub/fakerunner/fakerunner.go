@@ -32,8 +32,9 @@ import (
 	"github.com/tartyci/tarty/ghapi/fakegithub"
 )
 
-// Version is the runner version the fake claims.
-const Version = "2.336.0"
+// Version is the runner version the fake claims: the one the fake GitHub
+// offers by default.
+const Version = fakegithub.DefaultRunnerVersion
 
 // Environment variables the fake runner reads.
 const (
