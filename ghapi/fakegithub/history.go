@@ -28,13 +28,10 @@ type PastJob struct {
 // first attempt's jobs are as described, and returns it. Its status and
 // updated_at follow from its jobs (updated_at: the last completion).
 func (s *Server) AddPastRun(repo string, created time.Time, jobs ...PastJob) Run {
-	fn := s.fullName(repo)
 	created = created.UTC().Truncate(time.Second)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fn = s.addRepoLocked(fn).FullName
-	r := &Run{ID: s.st.id(), Repo: fn, RunAttempt: 1, CreatedAt: created, UpdatedAt: created, RunStartedAt: created}
-	s.st.runs[r.ID] = r
+	r := s.newRunLocked(repo, created)
 	s.addPastJobsLocked(r, created, jobs)
 	s.bump()
 	return r.copy()

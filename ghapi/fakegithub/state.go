@@ -358,16 +358,13 @@ func (s *Server) SetRepositoryRunnersDisabled(disabled bool) {
 // to the webhook (queued; for waiting jobs, queued with status waiting then
 // waiting); jobs added in other states are history and are not.
 func (s *Server) AddRun(repo, status string, created time.Time, jobs ...JobSpec) Run {
-	fn := s.fullName(repo)
 	if created.IsZero() {
 		created = s.now()
 	}
 	created = created.UTC().Truncate(time.Second)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fn = s.addRepoLocked(fn).FullName
-	r := &Run{ID: s.st.id(), Repo: fn, RunAttempt: 1, CreatedAt: created, UpdatedAt: created, RunStartedAt: created}
-	s.st.runs[r.ID] = r
+	r := s.newRunLocked(repo, created)
 	s.addJobsLocked(r, created, jobs)
 	s.deriveRun(r)
 	if status != "" {
@@ -378,6 +375,15 @@ func (s *Server) AddRun(repo, status string, created time.Time, jobs ...JobSpec)
 	}
 	s.bump()
 	return r.copy()
+}
+
+// newRunLocked adds a run's first attempt, created at created (whole
+// seconds, UTC), to repo, which is added if missing; the caller holds s.mu.
+func (s *Server) newRunLocked(repo string, created time.Time) *Run {
+	fn := s.addRepoLocked(s.fullName(repo)).FullName
+	r := &Run{ID: s.st.id(), Repo: fn, RunAttempt: 1, CreatedAt: created, UpdatedAt: created, RunStartedAt: created}
+	s.st.runs[r.ID] = r
+	return r
 }
 
 func (s *Server) addJobsLocked(r *Run, created time.Time, specs []JobSpec) []*Job {
