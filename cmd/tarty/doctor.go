@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -149,31 +148,14 @@ func newDoctorEnv(cfg *config.Config, version string) *doctorEnv {
 		cleanupTimeout: 3 * time.Minute,
 	}
 	log := zerolog.Nop() // the checks say what matters
-	paths := statePaths{dir: cfg.StateDir, knownHosts: filepath.Join(cfg.StateDir, "known_hosts"),
-		tartLogs: filepath.Join(cfg.StateDir, "tart-logs")}
-	e.tart = tartvm.New(tartvm.Options{Path: cfg.Tart.Path, Home: cfg.Tart.Home, LogDir: paths.tartLogs, Logger: log})
-	e.backend = tartvm.NewBackend(e.tart, tartvm.BackendOptions{Prefix: cfg.Runners.NamePrefix,
-		CPU: cfg.Runners.CPU, MemoryMB: cfg.Runners.MemoryMB, Softnet: cfg.Runners.Softnet, Logger: log})
+	paths := statePathsIn(cfg.StateDir)
+	e.tart, e.backend = newTart(cfg, paths.tartLogs, log)
 	e.images = tartvm.NewImages(e.tart)
-
-	gho := ghapi.Options{BaseURL: cfg.GitHub.URL, Organization: cfg.GitHub.Organization,
-		Repository: cfg.GitHub.Repository, RunnerGroup: cfg.GitHub.RunnerGroup, Labels: cfg.GitHub.Labels,
-		UserAgent: "tarty/" + version, Logger: log}
-	if cfg.GitHub.App.Enabled() {
-		gho.App = &ghapi.App{ID: cfg.GitHub.App.ID, InstallationID: cfg.GitHub.App.InstallationID,
-			PrivateKey: []byte(cfg.GitHub.App.PrivateKey.Reveal())}
-	} else {
-		gho.Token = cfg.GitHub.Token.Reveal()
-	}
-	e.gh, e.ghErr = ghapi.New(gho)
-
+	e.gh, e.ghErr = newGitHub(cfg, log, version, nil)
 	if cfg.Backend == config.BackendOrchard {
 		e.fleet, e.fleetErr = newOrchardBackend(cfg, log, version)
 	}
-	e.guest, e.guestErr = sshexec.New(sshexec.Options{
-		User: cfg.SSH.User, Port: cfg.SSH.Port, KeyFile: cfg.SSH.KeyFile, Password: cfg.SSH.Password.Reveal(),
-		Client: cfg.SSH.Client, ConnectTimeout: cfg.SSH.ConnectTimeout, KnownHostsFile: paths.knownHosts, Logger: log,
-	})
+	e.guest, e.guestErr = newGuest(cfg, paths.knownHosts, nil, log)
 	return e
 }
 

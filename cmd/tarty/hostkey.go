@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"unicode"
 
@@ -38,8 +37,7 @@ func cmdForgetHostKey(_ context.Context, inv *invocation) int {
 	if cfg == nil {
 		return code
 	}
-	knownHosts := filepath.Join(cfg.StateDir, "known_hosts")
-	forgotten, err := sshexec.ForgetImageHostKey(knownHosts, image)
+	forgotten, err := sshexec.ForgetImageHostKey(statePathsIn(cfg.StateDir).knownHosts, image)
 	if err != nil {
 		fmt.Fprintf(inv.stderr, "tarty forget-host-key: %v\n", err)
 		return exitFailure

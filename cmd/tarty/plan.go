@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/tartyci/tarty"
 	"github.com/tartyci/tarty/config"
 	"github.com/tartyci/tarty/ghapi"
@@ -204,14 +206,8 @@ func planConfig(inv *invocation, o *planFlags) (*config.Config, int) {
 func readPlanHistory(ctx context.Context, inv *invocation, cfg *config.Config, o *planFlags, since, until time.Time) ([]plan.Job, string, int) {
 	ver, _ := buildVersion()
 	meter := plan.NewMeter(http.DefaultTransport)
-	opts := ghapi.Options{BaseURL: cfg.GitHub.URL, Organization: cfg.GitHub.Organization, Repository: cfg.GitHub.Repository,
-		RunnerGroup: cfg.GitHub.RunnerGroup, Labels: cfg.GitHub.Labels, UserAgent: "tarty/" + ver, Transport: meter}
-	if cfg.GitHub.App.Enabled() {
-		opts.App = &ghapi.App{ID: cfg.GitHub.App.ID, InstallationID: cfg.GitHub.App.InstallationID,
-			PrivateKey: []byte(cfg.GitHub.App.PrivateKey.Reveal())}
-	} else {
-		opts.Token = cfg.GitHub.Token.Reveal()
-	}
+	opts := githubOptions(cfg, zerolog.Nop(), ver)
+	opts.Transport = meter
 	gh, err := ghapi.New(opts)
 	if err != nil {
 		fmt.Fprintf(inv.stderr, "tarty plan: %v\n", err)
