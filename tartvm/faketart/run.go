@@ -79,19 +79,7 @@ func (t *tart) run(p parsed) int {
 
 	// Virtualization.framework's start. tart's stop handler is installed now,
 	// so a SIGINT meanwhile stops the VM once it started.
-	stopping := false
-	if delay := time.Duration(t.cfg.StartDelayMS) * time.Millisecond; delay > 0 {
-		timer := time.NewTimer(delay)
-	wait:
-		for {
-			select {
-			case <-sigs:
-				stopping = stopping || !f.IgnoreStop
-			case <-timer.C:
-				break wait
-			}
-		}
-	}
+	stopping := sleepThrough(time.Duration(t.cfg.StartDelayMS)*time.Millisecond, sigs) && !f.IgnoreStop
 	if code, ok := t.startVZ(d, name, cfg); !ok {
 		return code
 	}
@@ -181,17 +169,8 @@ func (t *tart) lockVM(d vmDir, name string, sigs <-chan os.Signal) (*os.File, vm
 			return nil, cfg, t.runtimeErr(1, "%v", err)
 		}
 	}
-	if delay := time.Duration(t.cfg.LockDelayMS) * time.Millisecond; delay > 0 {
-		timer := time.NewTimer(delay)
-	setup:
-		for {
-			select {
-			case <-sigs: // only tart's root handler is installed: the signal is lost
-			case <-timer.C:
-				break setup
-			}
-		}
-	}
+	// Only tart's root handler is installed: a SIGINT meanwhile is lost.
+	sleepThrough(time.Duration(t.cfg.LockDelayMS)*time.Millisecond, sigs)
 	// A power-off left from before this run must not stop it; removed before the
 	// VM looks running so a PowerOff that sees it running is never lost.
 	os.Remove(d.poke())
@@ -263,4 +242,22 @@ func (t *tart) startVZ(d vmDir, name string, cfg vmConfig) (int, bool) {
 		return t.runtimeErr(1, "%v", err), false
 	}
 	return 0, true
+}
+
+// sleepThrough waits for d, taking the SIGINTs that arrive meanwhile, and
+// reports whether any did.
+func sleepThrough(d time.Duration, sigs <-chan os.Signal) (interrupted bool) {
+	if d <= 0 {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-sigs:
+			interrupted = true
+		case <-timer.C:
+			return interrupted
+		}
+	}
 }
