@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tartyci/tarty/config"
 )
 
 // plistDict reads the top-level <dict> of a plist into key → raw element.
@@ -295,17 +297,19 @@ func TestCloudflaredConfig(t *testing.T) {
 	if last.Hostname != "" || last.Path != "" || last.Service != "http_status:404" {
 		t.Errorf("last rule must be the http_status:404 catch-all, got %+v", last)
 	}
+	// In step with Tarty's defaults: server.webhook_path on server.listen.
+	srv := config.Default().Server
 	rule := cfg.Ingress[0]
 	re := regexp.MustCompile(rule.Path)
 	for path, want := range map[string]bool{
-		"/github/webhook": true, "/github/webhook/x": false, "/metrics": false,
-		"/status": false, "/x/github/webhook": false, "/": false,
+		srv.WebhookPath: true, srv.WebhookPath + "/x": false, "/metrics": false,
+		"/status": false, "/x" + srv.WebhookPath: false, "/": false,
 	} {
 		if got := re.MatchString(path); got != want {
 			t.Errorf("ingress path %q matches %s: %v, want %v", rule.Path, path, got, want)
 		}
 	}
-	if rule.Service != "http://127.0.0.1:8080" {
+	if rule.Service != "http://"+srv.Listen {
 		t.Errorf("service = %s, want server.listen's default", rule.Service)
 	}
 }
