@@ -59,8 +59,10 @@ func (c *Config) validate() []Problem {
 		add("server.admin_listen", "%q overlaps server.listen %q: the admin endpoints must never be reachable through the webhook tunnel; use another port",
 			c.Server.AdminListen, c.Server.Listen)
 	}
-	if !strings.HasPrefix(c.Server.WebhookPath, "/") || strings.ContainsAny(c.Server.WebhookPath, " ?#") {
-		add("server.webhook_path", "%q must be a URL path starting with /", c.Server.WebhookPath)
+	// The webhook listener refuses : and * too (echo would read them as a
+	// parameter or a wildcard): refused here so that validate catches it.
+	if !strings.HasPrefix(c.Server.WebhookPath, "/") || strings.ContainsAny(c.Server.WebhookPath, " ?#:*") {
+		add("server.webhook_path", "%q must be a URL path starting with /, without white space, ?, #, : or *", c.Server.WebhookPath)
 	}
 	if strings.TrimSpace(c.Tart.Path) == "" {
 		add("tart.path", "required (the tart binary, e.g. tart or /opt/homebrew/bin/tart)")
