@@ -138,19 +138,6 @@ func (e *APIError) HostFix() string {
 	return e.Fix
 }
 
-// ActionsDisabled reports a 409 saying GitHub Actions is disabled.
-func (e *APIError) ActionsDisabled() bool { return e.kind == kindActionsDisabled }
-
-// RepositoryRunnersDisabled reports a 403 saying a policy forbids
-// repository-level self-hosted runners.
-func (e *APIError) RepositoryRunnersDisabled() bool { return e.kind == kindRepoRunnersDisabled }
-
-// RunnerGroupProblem reports a runner group that is missing or may not be used.
-func (e *APIError) RunnerGroupProblem() bool { return e.kind == kindGroup }
-
-// JITUnsupported reports a GitHub Enterprise Server too old for just-in-time runners.
-func (e *APIError) JITUnsupported() bool { return e.kind == kindJITUnsupported }
-
 // Temporary reports a GitHub-side failure (5xx) worth retrying with backoff.
 func (e *APIError) Temporary() bool { return e.StatusCode >= 500 && e.StatusCode <= 599 }
 
