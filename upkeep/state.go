@@ -86,9 +86,6 @@ func OpenStore(path string, log zerolog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// Path is the file's path.
-func (s *Store) Path() string { return s.path }
-
 // ImageRunner returns what is known of the runner in image.
 func (s *Store) ImageRunner(image string) (ImageRunner, bool) {
 	s.mu.Lock()

@@ -218,18 +218,6 @@ func (s *Server) SetVisibility(name, visibility string) error {
 	return nil
 }
 
-// Repos lists the repositories by ID.
-func (s *Server) Repos() []Repo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Repo, 0, len(s.st.repos))
-	for _, r := range s.st.repos {
-		out = append(out, *r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
 // RemoveRepo deletes a repository with its runs, jobs and runners.
 func (s *Server) RemoveRepo(name string) {
 	fn := s.fullName(name)
@@ -306,18 +294,6 @@ func (s *Server) SetRunnerGroupAccess(id int64, visibility string, allowsPublic 
 	g.Visibility, g.AllowsPublicRepositories, g.Repositories = visibility, allowsPublic, s.fullNames(repos)
 	s.bump()
 	return nil
-}
-
-// RunnerGroups lists the runner groups.
-func (s *Server) RunnerGroups() []RunnerGroup {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]RunnerGroup, len(s.st.groups))
-	for i, g := range s.st.groups {
-		out[i] = *g
-		out[i].Repositories = append([]string(nil), g.Repositories...)
-	}
-	return out
 }
 
 func (s *Server) fullNames(names []string) []string {
@@ -506,21 +482,6 @@ func (s *Server) SetJobStatus(jobID int64, status, runnerName string) error {
 	}
 	s.bump()
 	return nil
-}
-
-// CancelJob completes a job with conclusion "cancelled" (a job cancelled
-// while queued keeps empty runner fields) and sends its completed webhook.
-func (s *Server) CancelJob(jobID int64) error {
-	s.mu.Lock()
-	j, ok := s.st.jobs[jobID]
-	if ok {
-		j.Conclusion = "cancelled"
-	}
-	s.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("fakegithub: no job %d", jobID)
-	}
-	return s.SetJobStatus(jobID, "completed", "")
 }
 
 // deriveRun sets a run's status from its latest attempt's jobs, as GitHub
