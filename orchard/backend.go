@@ -180,9 +180,14 @@ func (b *Backend) read(ctx context.Context) (fleetView, error) {
 	return v, nil
 }
 
+// online reports whether w heartbeated within OfflineAfter of now.
+func (b *Backend) online(w Worker, now time.Time) bool {
+	return now.Sub(w.LastSeen) <= b.o.OfflineAfter
+}
+
 // qualifies reports whether the controller may place Tarty's VMs on w now.
 func (b *Backend) qualifies(w Worker, now time.Time) bool {
-	return now.Sub(w.LastSeen) <= b.o.OfflineAfter && !w.SchedulingPaused && w.HasLabels(b.o.WorkerLabels) &&
+	return b.online(w, now) && !w.SchedulingPaused && w.HasLabels(b.o.WorkerLabels) &&
 		(w.Arch == "" || w.Arch == "arm64") && (w.Runtime == "" || w.Runtime == "tart")
 }
 
@@ -194,15 +199,24 @@ func tartVMs(m map[string]uint64) int {
 	return int(n)
 }
 
-func (b *Backend) room(v fleetView) room {
-	var r room
-	qualifying := map[string]bool{}
+// usedSlots counts the org.cirruslabs.tart-vms the live VMs on each worker hold.
+func usedSlots(vms []VM) map[string]int {
 	used := map[string]int{}
-	for _, vm := range v.vms {
+	for _, vm := range vms {
 		if vm.Placed() && !vm.Terminal() {
 			used[vm.Worker] += tartVMs(vm.Resources)
 		}
 	}
+	return used
+}
+
+// left is how many more VMs the qualifying workers can take now.
+func (r room) left() int { return r.free - r.pendingOurs - r.pendingForeign }
+
+func (b *Backend) room(v fleetView) room {
+	var r room
+	qualifying := map[string]bool{}
+	used := usedSlots(v.vms)
 	var quals []Worker
 	for _, w := range v.workers {
 		if b.qualifies(w, v.at) {
@@ -298,7 +312,7 @@ func (b *Backend) Create(ctx context.Context, image, name string) error {
 		return err
 	}
 	r := b.room(v)
-	if left := r.free - r.pendingOurs - r.pendingForeign; left < 1 {
+	if r.left() < 1 {
 		b.count(func(s *BackendStats) { s.Refused++ })
 		return &NoRoomError{VM: name, Reason: fmt.Sprintf("%d free slot(s) on the matching online workers, %d VM(s) already waiting for one",
 			r.free, r.pendingOurs+r.pendingForeign)}
@@ -468,7 +482,7 @@ func (b *Backend) unplaced(ctx context.Context, name string) error {
 	b.log.Warn().Str("vm", name).Dur("waited", b.o.PlaceTimeout).Msg("no worker took the VM; deleted it")
 	v, err := b.read(cctx)
 	if err == nil {
-		if r := b.room(v); r.free-r.pendingOurs-r.pendingForeign < 1 {
+		if b.room(v).left() < 1 {
 			return &NoRoomError{VM: name, Reason: "no worker took it within " + b.o.PlaceTimeout.String() + " and none has room now"}
 		}
 	}
@@ -572,11 +586,7 @@ func (b *Backend) finish(f *follow, err error, why string) {
 	}
 	b.log.Debug().Str("vm", f.name).Str("why", why).AnErr("error", err).Msg("VM ended")
 	f.end(err)
-	b.mu.Lock()
-	if b.follows[f.name] == f {
-		delete(b.follows, f.name)
-	}
-	b.mu.Unlock()
+	b.forget(f)
 }
 
 // ---- reaching the guest ----
@@ -660,12 +670,9 @@ func (b *Backend) Workers(ctx context.Context) ([]tarty.Worker, error) {
 			return nil, err
 		}
 	}
-	used := map[string]int{}
+	used := usedSlots(v.vms)
 	mine := map[string][]string{}
 	for _, vm := range v.vms {
-		if vm.Placed() && !vm.Terminal() {
-			used[vm.Worker] += tartVMs(vm.Resources)
-		}
 		if vm.Placed() && b.ours(vm.Name) {
 			mine[vm.Worker] = append(mine[vm.Worker], vm.Name)
 		}
@@ -674,7 +681,7 @@ func (b *Backend) Workers(ctx context.Context) ([]tarty.Worker, error) {
 	for _, w := range v.workers {
 		slots := int(w.Resources[ResourceTartVMs])
 		sort.Strings(mine[w.Name])
-		out = append(out, tarty.Worker{Name: w.Name, Online: v.at.Sub(w.LastSeen) <= b.o.OfflineAfter,
+		out = append(out, tarty.Worker{Name: w.Name, Online: b.online(w, v.at),
 			Paused: w.SchedulingPaused, Slots: slots, Free: max(0, slots-used[w.Name]), Labels: w.Labels,
 			Matches: b.qualifies(w, v.at), VMs: mine[w.Name]})
 	}

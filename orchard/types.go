@@ -94,9 +94,6 @@ type Worker struct {
 // whose last heartbeat is older is offline (workers heartbeat every 15 s).
 const OfflineAfter = 3 * time.Minute
 
-// Online reports whether the worker heartbeated within OfflineAfter of now.
-func (w Worker) Online(now time.Time) bool { return now.Sub(w.LastSeen) <= OfflineAfter }
-
 // HasLabels reports whether the worker carries every label in want.
 func (w Worker) HasLabels(want map[string]string) bool {
 	for k, v := range want {
