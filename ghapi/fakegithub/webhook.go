@@ -41,10 +41,6 @@ type Delivery struct {
 // OK reports whether the receiver answered 2xx.
 func (d Delivery) OK() bool { return d.StatusCode >= 200 && d.StatusCode <= 299 }
 
-type outgoing struct {
-	d Delivery
-}
-
 // hooks sends deliveries one at a time, in the order the events happened.
 type hooks struct {
 	url     string
@@ -58,7 +54,7 @@ type hooks struct {
 	stopped chan struct{}
 
 	mu      sync.Mutex
-	queue   []*outgoing
+	queue   []*Delivery
 	wake    chan struct{}
 	pending int
 	idle    chan struct{} // closed while nothing is queued or being sent
@@ -102,15 +98,15 @@ func (h *hooks) push(event, action string, jobID int64, repo string, body []byte
 	defer h.mu.Unlock()
 	h.nextID++
 	d := Delivery{ID: h.nextID, GUID: newGUID(), Event: event, Action: action, JobID: jobID, Repository: repo, Body: body}
-	h.enqueueLocked(&outgoing{d: d})
+	h.enqueueLocked(&d)
 }
 
-func (h *hooks) enqueueLocked(o *outgoing) {
+func (h *hooks) enqueueLocked(d *Delivery) {
 	if h.pending == 0 {
 		h.idle = make(chan struct{})
 	}
 	h.pending++
-	h.queue = append(h.queue, o)
+	h.queue = append(h.queue, d)
 	select {
 	case h.wake <- struct{}{}:
 	default:
@@ -121,12 +117,12 @@ func (h *hooks) run() {
 	defer close(h.stopped)
 	for {
 		h.mu.Lock()
-		var o *outgoing
+		var d *Delivery
 		if len(h.queue) > 0 {
-			o, h.queue = h.queue[0], h.queue[1:]
+			d, h.queue = h.queue[0], h.queue[1:]
 		}
 		h.mu.Unlock()
-		if o == nil {
+		if d == nil {
 			select {
 			case <-h.wake:
 				continue
@@ -134,9 +130,9 @@ func (h *hooks) run() {
 				return
 			}
 		}
-		h.deliver(o)
+		h.deliver(d)
 		h.mu.Lock()
-		h.records = append(h.records, o.d)
+		h.records = append(h.records, *d)
 		h.pending--
 		if h.pending == 0 {
 			close(h.idle)
@@ -145,8 +141,7 @@ func (h *hooks) run() {
 	}
 }
 
-func (h *hooks) deliver(o *outgoing) {
-	d := &o.d
+func (h *hooks) deliver(d *Delivery) {
 	d.DeliveredAt = h.now()
 	h.mu.Lock()
 	drop := h.drop
@@ -264,7 +259,7 @@ func (s *Server) Redeliver(id int64) error {
 			h.nextID++
 			r := Delivery{ID: h.nextID, GUID: d.GUID, Event: d.Event, Action: d.Action, JobID: d.JobID,
 				Repository: d.Repository, Redelivery: true, Body: d.Body}
-			h.enqueueLocked(&outgoing{d: r})
+			h.enqueueLocked(&r)
 			return nil
 		}
 	}
