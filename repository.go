@@ -28,3 +28,11 @@ func RepositoryName(organization, repository string) (string, error) {
 	}
 	return name, nil
 }
+
+// Owned reports whether name is one Tarty made under runners.name_prefix:
+// "<prefix>-...". The dash keeps a prefix "tarty-mini" from owning the VMs of
+// another Mac's "tarty-mini2". An empty prefix owns nothing.
+func Owned(prefix, name string) bool {
+	prefix = strings.TrimSuffix(prefix, "-")
+	return prefix != "" && strings.HasPrefix(name, prefix+"-")
+}

@@ -25,3 +25,20 @@ func TestRepositoryName(t *testing.T) {
 		}
 	}
 }
+
+func TestOwned(t *testing.T) {
+	for _, tt := range []struct {
+		prefix, name string
+		want         bool
+	}{
+		{"tarty-mini", "tarty-mini-1a2b3c4d", true},
+		{"tarty-mini-", "tarty-mini-1a2b3c4d", true},
+		{"tarty-mini", "tarty-mini2-1a2b3c4d", false},
+		{"tarty-mini", "tarty-mini", false},
+		{"", "anything", false},
+	} {
+		if got := Owned(tt.prefix, tt.name); got != tt.want {
+			t.Errorf("Owned(%q, %q) = %v", tt.prefix, tt.name, got)
+		}
+	}
+}

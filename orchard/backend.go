@@ -135,16 +135,7 @@ func (b *Backend) count(f func(*BackendStats)) {
 	b.mu.Unlock()
 }
 
-func (b *Backend) ours(name string) bool {
-	p := b.o.Prefix
-	if p == "" {
-		return false
-	}
-	if !strings.HasSuffix(p, "-") {
-		p += "-"
-	}
-	return strings.HasPrefix(name, p)
-}
+func (b *Backend) ours(name string) bool { return tarty.Owned(b.o.Prefix, name) }
 
 // ---- the fleet ----
 

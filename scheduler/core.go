@@ -347,7 +347,7 @@ func (c *core) onRunners(now, started time.Time, runners []tarty.Runner) {
 		}
 	}
 	for _, r := range runners {
-		if mine[r.ID] || r.Online || !strings.HasPrefix(r.Name, c.opts.Prefix+"-") {
+		if mine[r.ID] || r.Online || !tarty.Owned(c.opts.Prefix, r.Name) {
 			continue
 		}
 		c.addRemoval(now, r.ID, r.Name)

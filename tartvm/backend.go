@@ -81,16 +81,7 @@ func NewBackend(c *Client, o BackendOptions) *Backend {
 
 // ours reports whether name is one of Tarty's VMs: "<Prefix>-...", so that a
 // foreign "tarty-mini2" is not taken for one of prefix "tarty-mini".
-func (b *Backend) ours(name string) bool {
-	p := b.o.Prefix
-	if p == "" {
-		return false
-	}
-	if !strings.HasSuffix(p, "-") {
-		p += "-"
-	}
-	return strings.HasPrefix(name, p)
-}
+func (b *Backend) ours(name string) bool { return tarty.Owned(b.o.Prefix, name) }
 
 // run is our live `tart run` of name, or nil.
 func (b *Backend) run(name string) *VMRun {
