@@ -1,7 +1,6 @@
 package upkeep
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tartyci/tarty/ghapi"
+	"github.com/tartyci/tarty/internal/syncbuf"
 	"github.com/tartyci/tarty/scheduler"
 )
 
@@ -43,22 +43,7 @@ func (c *clock) Sleep(_ context.Context, d time.Duration) error {
 }
 
 // logBuf collects log lines safely.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuf struct{ syncbuf.Buffer }
 
 func (l *logBuf) count(s string) int { return strings.Count(l.String(), s) }
 
