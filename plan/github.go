@@ -209,14 +209,12 @@ func (r *reader) read(ctx context.Context) ([]Job, ReadStats, error) {
 	pages, uncached := 0, 0
 	for _, rr := range all {
 		pages += (rr.total+99)/100 - 1
-		known := 0
 		for _, run := range rr.runs {
 			if !r.cached(rr.name, run) {
 				uncached++
 			}
-			known++
 		}
-		uncached += max(rr.total-known, 0) - r.cachedBeyond(rr)
+		uncached += max(rr.total-len(rr.runs), 0) - r.cachedBeyond(rr)
 	}
 	r.stats.Estimate = r.spent() + pages + uncached
 	if err := r.affordable(len(repos), pages, uncached); err != nil {
@@ -347,12 +345,7 @@ feed:
 		}
 		jobs = append(jobs, t.jobs...)
 	}
-	slices.SortStableFunc(jobs, func(a, b Job) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmpInt(a.ID, b.ID)
-	})
+	slices.SortStableFunc(jobs, byArrival)
 	return jobs, nil
 }
 

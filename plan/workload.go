@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -57,12 +58,7 @@ func NewWorkload(jobs []Job, match tarty.LabelMatcher, runnerPrefix string) Work
 	var w Workload
 	w.Counts.Read = len(jobs)
 	sorted := slices.Clone(jobs)
-	slices.SortStableFunc(sorted, func(a, b Job) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmpInt(a.ID, b.ID)
-	})
+	slices.SortStableFunc(sorted, byArrival)
 	repos := map[string]bool{}
 	for _, j := range sorted {
 		switch {
@@ -106,12 +102,10 @@ func NewWorkload(jobs []Job, match tarty.LabelMatcher, runnerPrefix string) Work
 	return w
 }
 
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// byArrival orders jobs by created_at, then ID.
+func byArrival(a, b Job) int {
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
 	}
-	return 0
+	return cmp.Compare(a.ID, b.ID)
 }
