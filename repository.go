@@ -2,6 +2,7 @@ package tarty
 
 import (
 	"fmt"
+	"net"
 	"strings"
 )
 
@@ -35,4 +36,19 @@ func RepositoryName(organization, repository string) (string, error) {
 func Owned(prefix, name string) bool {
 	prefix = strings.TrimSuffix(prefix, "-")
 	return prefix != "" && strings.HasPrefix(name, prefix+"-")
+}
+
+// LoopbackAddr reports whether the listen address host:port binds loopback
+// only (localhost, 127.0.0.0/8 or ::1): the admin listener has no
+// authentication, so config and the listener itself both hold it to that.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/tartyci/tarty"
 	"github.com/tartyci/tarty/scheduler"
 )
 
@@ -100,16 +101,8 @@ func New(opts Options) (*Server, error) {
 // CheckLoopback refuses a listen address that is not loopback: the admin
 // endpoints start VMs and rebuilds and have no authentication.
 func CheckLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("admin listen %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("admin listen %q: must be a loopback address (127.0.0.1 or ::1): it has no authentication", addr)
+	if !tarty.LoopbackAddr(addr) {
+		return fmt.Errorf("admin listen %q: must be a loopback address (127.0.0.1, ::1 or localhost): it has no authentication", addr)
 	}
 	return nil
 }

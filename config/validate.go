@@ -366,11 +366,7 @@ func positive(add addFunc, key string, d time.Duration) bool {
 // checkLoopback requires a loopback address: the admin listener starts VMs and
 // rebuilds and has no authentication.
 func checkLoopback(add addFunc, key, addr string) bool {
-	host, _, _ := net.SplitHostPort(addr)
-	if host == "localhost" {
-		return true
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if tarty.LoopbackAddr(addr) {
 		return true
 	}
 	add(key, "%q must be a loopback address (127.0.0.1, ::1 or localhost): the admin endpoints have no authentication", addr)
