@@ -46,6 +46,8 @@ var initialSeries = map[string][]string{
 	},
 	eventPing:  {resultPong, resultBadSignature, resultBadRequest, resultTooLarge, resultBusy},
 	eventOther: {resultIgnoredEvent},
+	// Scanners probing the listener send no X-GitHub-Event header.
+	eventUnknown: {resultNotFound, resultBadMethod},
 }
 
 type metrics struct {
