@@ -87,7 +87,7 @@ func checkRedelivery(ctx context.Context, e *doctorEnv) checkResult {
 		var ds []ghapi.HookDelivery
 		ds, _, err = e.gh.HookDeliveries(ctx, h, 0, time.Now().Add(-upkeep.DefaultMaxAge), 100)
 		if err == nil {
-			return hookVerdict(e, h, ds)
+			return hookVerdict(h, ds)
 		}
 	}
 	var ae *ghapi.APIError
@@ -107,11 +107,8 @@ func checkRedelivery(ctx context.Context, e *doctorEnv) checkResult {
 	return checkWarn("run tarty doctor again; "+githubPermissions, "reading the webhook: %s", oneLineErr(err))
 }
 
-func hookVerdict(e *doctorEnv, h ghapi.Hook, ds []ghapi.HookDelivery) checkResult {
+func hookVerdict(h ghapi.Hook, ds []ghapi.HookDelivery) checkResult {
 	where := fmt.Sprintf("webhook %d of %s (%s)", h.ID, h.Where(), safeURL(h.URL))
-	if h.Where() == "organization" {
-		where = fmt.Sprintf("webhook %d of organization %s (%s)", h.ID, e.cfg.GitHub.Organization, safeURL(h.URL))
-	}
 	switch {
 	case !h.Active:
 		return checkWarn("activate it in the webhook's settings", "%s is inactive: GitHub sends Tarty nothing", where)
