@@ -304,18 +304,26 @@ func (e *e2e) runners() []string {
 	return out
 }
 
-func TestEndToEndJob(t *testing.T) {
-	e := newE2E(t, "rebuild:\n  enabled: false\n")
-	d := e.start()
-
+// serveOneJob queues a job with Tarty's labels and waits until one of
+// Tarty's runners completed it, its VM is gone (vms counts Tarty's VMs left
+// on the backend) and its runner is removed.
+func (e *e2e) serveOneJob(vms func() int) {
+	e.t.Helper()
 	job := e.gh.QueueJob("app", "self-hosted", "macOS", "tarty")
 	e.waitFor("the job completed on one of Tarty's runners", 90*time.Second, func() bool {
 		j, _ := e.gh.Job(job.ID)
 		return j.Status == "completed" && strings.HasPrefix(j.RunnerName, e.prefix+"-")
 	})
 	e.waitFor("its VM deleted and its runner gone", 60*time.Second, func() bool {
-		return len(e.vms()) == 0 && len(e.runners()) == 0
+		return vms() == 0 && len(e.runners()) == 0
 	})
+}
+
+func TestEndToEndJob(t *testing.T) {
+	e := newE2E(t, "rebuild:\n  enabled: false\n")
+	d := e.start()
+
+	e.serveOneJob(func() int { return len(e.vms()) })
 
 	// A job whose webhook never arrives is found by the poller.
 	e.gh.DropWebhooks(func(fakegithub.Delivery) bool { return true })

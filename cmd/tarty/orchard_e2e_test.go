@@ -88,14 +88,7 @@ state_dir: %s
 	}
 
 	d := e.start()
-	job := e.gh.QueueJob("app", "self-hosted", "macOS", "tarty")
-	e.waitFor("the job completed on one of Tarty's runners", 90*time.Second, func() bool {
-		j, _ := e.gh.Job(job.ID)
-		return j.Status == "completed" && strings.HasPrefix(j.RunnerName, e.prefix+"-")
-	})
-	e.waitFor("its VM deleted from the controller and its runner gone", 60*time.Second, func() bool {
-		return len(fake.VMs()) == 0 && len(e.runners()) == 0
-	})
+	e.serveOneJob(func() int { return len(fake.VMs()) })
 	st := fake.Stats()
 	if st.Created != 1 || st.PortForwards < 1 || st.ExitedGuests != 1 || st.NeverPlaced != 0 {
 		t.Errorf("controller saw %+v: want one VM, reached by port-forward, whose guest powered off", st)
