@@ -6,6 +6,7 @@ import (
 	"io"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/tartyci/tarty/ghapi"
 	"github.com/tartyci/tarty/scheduler"
@@ -92,10 +93,11 @@ func printRunnerStatus(w io.Writer, st scheduler.Status) {
 	switch {
 	case r.BehindDays > 0:
 		line += fmt.Sprintf(" (%.1f days behind", r.BehindDays)
-		if r.BehindDays >= 30 {
+		days := func(d time.Duration) float64 { return d.Hours() / 24 }
+		if r.BehindDays >= days(upkeep.FailBehind) {
 			line += ": GitHub stops sending jobs to a runner this old"
-		} else if r.BehindDays >= 20 {
-			line += ": rebuild the image before 30"
+		} else if r.BehindDays >= days(upkeep.WarnBehind) {
+			line += fmt.Sprintf(": rebuild the image before %.0f", days(upkeep.FailBehind))
 		}
 		line += ")"
 	case r.ImageVersion != "" && r.Latest != "" && ghapi.CompareRunnerVersions(r.ImageVersion, r.Latest) >= 0:
