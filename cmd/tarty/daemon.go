@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,7 +49,7 @@ type statePaths struct {
 }
 
 func prepareState(dir string) (statePaths, error) {
-	p := statePaths{dir: dir, knownHosts: filepath.Join(dir, "known_hosts"), tartLogs: filepath.Join(dir, "tart-logs")}
+	p := statePathsIn(dir)
 	for _, d := range []string{p.dir, p.tartLogs} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return p, fmt.Errorf("state directory: %w", err)
@@ -91,11 +90,7 @@ func newDaemon(cfg *config.Config, log zerolog.Logger, version string, mode daem
 		d.tart, d.backend = newTart(cfg, paths.tartLogs, log)
 	}
 
-	guest, err := sshexec.New(sshexec.Options{
-		User: cfg.SSH.User, Port: cfg.SSH.Port, KeyFile: cfg.SSH.KeyFile, Password: cfg.SSH.Password.Reveal(),
-		Client: cfg.SSH.Client, ConnectTimeout: cfg.SSH.ConnectTimeout, KnownHostsFile: paths.knownHosts, Logger: log,
-		Dial: dial,
-	})
+	guest, err := newGuest(cfg, paths.knownHosts, dial, log)
 	if err != nil {
 		return nil, err
 	}
