@@ -97,8 +97,7 @@ func (s *Scheduler) bringUp(ctx context.Context, vm string, w *vmWatch) (stage s
 	// Refuse an image without the runner before registering anything: a
 	// missing run.sh would otherwise power the guest off at once, launch after
 	// launch.
-	check := "test -x " + shellPath(s.opts.WorkDir) + "/run.sh"
-	if err := s.guest.Run(ctx, image, addr, check, nil, nil, nil); err != nil {
+	if err := s.guest.Run(ctx, image, addr, RunnerCheckCommand(s.opts.WorkDir), nil, nil, nil); err != nil {
 		return fail("start", fmt.Errorf("no executable run.sh in %s in image %s: %w", s.opts.WorkDir, image, err))
 	}
 	id, config, err := s.runners.JITConfig(ctx, vm)
@@ -282,6 +281,12 @@ func (s *Scheduler) reportExit(slot int, vm string, err error) {
 	}
 	ev.Int("slot", slot).Str("vm", vm).Msg("VM stopped")
 	s.send(func(now time.Time) { s.core.onVMExited(now, slot, vm) })
+}
+
+// RunnerCheckCommand succeeds in a guest whose workDir holds an executable
+// run.sh: what a launch checks before it registers a runner (and doctor too).
+func RunnerCheckCommand(workDir string) string {
+	return "test -x " + shellPath(workDir) + "/run.sh"
 }
 
 // runnerVersionCommand prints the actions runner's version (e.g. 2.329.0).

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tartyci/tarty/scheduler"
 	"github.com/tartyci/tarty/sshexec"
 	"github.com/tartyci/tarty/tartvm"
 )
@@ -130,7 +131,7 @@ func checkSSH(ctx context.Context, e *doctorEnv) (res checkResult) {
 		return checkFailErr(why(err), "enable Remote Login in the image and check ssh.user, ssh.key_file and ssh.password; "+
 			"`no route to host` is macOS Local Network privacy: ssh.client: openssh (README Troubleshooting)", "logging in to %s", name)
 	}
-	check := "test -x " + doctorShellPath(e.cfg.Runners.WorkDir) + "/run.sh"
+	check := scheduler.RunnerCheckCommand(e.cfg.Runners.WorkDir)
 	if err := e.guest.Run(vctx, runner, addr, check, nil, nil, nil); err != nil {
 		var exit *sshexec.ExitError
 		if errors.As(err, &exit) {
@@ -157,15 +158,3 @@ func runningVMsList(foreign, ours []string) string {
 	return strings.Join(parts, "; ")
 }
 
-// doctorShellPath quotes a guest path for sh, keeping a leading ~ as $HOME
-// (as the scheduler does for runners.work_dir).
-func doctorShellPath(p string) string {
-	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-	if p == "~" {
-		return `"$HOME"`
-	}
-	if rest, ok := strings.CutPrefix(p, "~/"); ok {
-		return `"$HOME"/` + quote(rest)
-	}
-	return quote(p)
-}
