@@ -157,4 +157,3 @@ func runningVMsList(foreign, ours []string) string {
 	}
 	return strings.Join(parts, "; ")
 }
-
