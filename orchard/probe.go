@@ -24,3 +24,13 @@ func (c *Client) CanCreateVMs(ctx context.Context) (bool, error) {
 	}
 	return false, err
 }
+
+// Check reads the controller's info and lists VMs: the account is accepted
+// and holds compute:read (any account may read the info alone).
+func (c *Client) Check(ctx context.Context) (ControllerInfo, error) {
+	info, err := c.Info(ctx)
+	if err == nil {
+		_, err = c.ListVMs(ctx)
+	}
+	return info, err
+}

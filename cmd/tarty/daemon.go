@@ -194,10 +194,7 @@ func (d *daemon) checkOrchard(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c := d.orchard.Client()
-	info, err := c.Info(ctx)
-	if err == nil {
-		_, err = c.ListVMs(ctx) // compute:read
-	}
+	info, err := c.Check(ctx)
 	switch {
 	case errors.Is(err, orchard.ErrUnauthorized), errors.Is(err, orchard.ErrMissingRole), errors.Is(err, orchard.ErrForbidden):
 		return fmt.Errorf("the Orchard controller at %s refuses service account %s (it needs compute:read and compute:write): %w",

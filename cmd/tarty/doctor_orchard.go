@@ -19,10 +19,7 @@ func checkOrchardController(ctx context.Context, e *doctorEnv) checkResult {
 		return checkFail("check orchard.url, orchard.ca_file and the token", "%s", oneLineErr(e.fleetErr))
 	}
 	c := e.fleet.Client()
-	info, err := c.Info(ctx)
-	if err == nil {
-		_, err = c.ListVMs(ctx) // any account can read the info; listing needs compute:read
-	}
+	info, err := c.Check(ctx)
 	switch {
 	case errors.Is(err, orchard.ErrUnauthorized):
 		return checkFail(fixOrchardAccount, "%s refuses service account %q: %s", c.URL(), c.ServiceAccount(), oneLineErr(err))
