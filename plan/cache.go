@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tartyci/tarty/ghapi"
+	"github.com/tartyci/tarty/internal/atomicfile"
 )
 
 // cacheVersion changes when the file's shape does; an older file is ignored.
@@ -157,29 +159,14 @@ func (c *Cache) Save(answers []ghapi.CachedAnswer, forgetBefore time.Time) error
 	file := cacheFile{Version: cacheVersion, Runs: c.runs, Answers: answers}
 	defer c.mu.Unlock()
 
-	dir := filepath.Dir(c.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("plan cache: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".history-*.tmp")
-	if err != nil {
-		return fmt.Errorf("plan cache: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	zw := gzip.NewWriter(tmp)
-	err = gob.NewEncoder(zw).Encode(&file)
-	if cerr := zw.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o600)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), c.path)
-	}
+	err := atomicfile.WriteWith(c.path, func(w io.Writer) error {
+		zw := gzip.NewWriter(w)
+		err := gob.NewEncoder(zw).Encode(&file)
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("plan cache: %w", err)
 	}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/tartyci/tarty/internal/atomicfile"
 )
 
 // hostKeyStore is the native client's trust-on-first-use store: one host key
@@ -117,38 +119,7 @@ func (s *hostKeyStore) save(keys map[string]ssh.PublicKey) error {
 		k := keys[image]
 		fmt.Fprintf(&b, "%s %s %s\n", image, k.Type(), base64.StdEncoding.EncodeToString(k.Marshal()))
 	}
-	return writeFileAtomic(s.path, b.Bytes())
-}
-
-// writeFileAtomic replaces path with data, mode 0600, so a crash leaves the
-// old or the new content, never a torn file.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(s.path, b.Bytes())
 }
 
 // check trusts key for image on first use and afterwards accepts only that key.

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/tartyci/tarty/internal/atomicfile"
 )
 
 // opensshKnownHosts keeps one known_hosts file per image for the openssh
@@ -83,7 +85,7 @@ func (k opensshKnownHosts) copy(from, to string) error {
 	if err := k.ensureDir(); err != nil {
 		return err
 	}
-	return writeFileAtomic(k.file(to), out.Bytes())
+	return atomicfile.Write(k.file(to), out.Bytes())
 }
 
 // fingerprints lists the SHA256 fingerprints trusted for image, for a
