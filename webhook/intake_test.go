@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tartyci/tarty"
+	"github.com/tartyci/tarty/internal/syncbuf"
 )
 
 // headersOnly is a request that declares the largest accepted body and sends
@@ -342,7 +343,7 @@ func TestShutdownWithIdleConnections(t *testing.T) {
 // logged at most once a minute, each line with how many were refused since
 // the previous one; authentic deliveries are logged every time.
 func TestRefusalLogLimit(t *testing.T) {
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	clk := &fakeClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
 	env := startTestServer(t, func(o *Options) {
 		o.Now = clk.now
@@ -425,7 +426,7 @@ func TestRemoteAddr(t *testing.T) {
 	}
 
 	t.Run("logged over loopback", func(t *testing.T) {
-		var buf syncBuffer
+		var buf syncbuf.Buffer
 		env := startTestServer(t, func(o *Options) { o.Logger = zerolog.New(&buf) })
 		env.send(t, delivery{event: "workflow_job", body: []byte("{}"), sig256: "-",
 			header: http.Header{"Cf-Connecting-Ip": {"203.0.113.9"}}})

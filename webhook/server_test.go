@@ -1,12 +1,10 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tartyci/tarty"
+	"github.com/tartyci/tarty/internal/syncbuf"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -245,7 +244,7 @@ func TestMetricsExported(t *testing.T) {
 // TestLogs: deliveries are logged at debug, rejections at warn, and neither the
 // secret, the signature nor the body reaches the log.
 func TestLogs(t *testing.T) {
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	env := startTestServer(t, func(o *Options) {
 		o.Logger = zerolog.New(&buf).Level(zerolog.DebugLevel)
 	})
@@ -269,21 +268,4 @@ func TestLogs(t *testing.T) {
 			t.Errorf("log contains %q:\n%s", secret, out)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

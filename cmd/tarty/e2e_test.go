@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/tartyci/tarty/ghapi/fakegithub"
 	"github.com/tartyci/tarty/internal/sshdtest"
+	"github.com/tartyci/tarty/internal/syncbuf"
 	"github.com/tartyci/tarty/tartvm/faketart"
 	"github.com/tartyci/tarty/tartvm/faketart/tarttest"
 )
@@ -183,30 +183,13 @@ func (e *e2e) command(args ...string) (int, string) {
 // daemonProc is a running `tarty run`.
 type daemonProc struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *syncbuf.Buffer
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (e *e2e) start() *daemonProc {
 	e.t.Helper()
-	d := &daemonProc{log: &syncBuffer{}, done: make(chan error, 1)}
+	d := &daemonProc{log: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(tartyBin, "run", "--config", e.config)
 	d.cmd.Env = e.env()
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
